@@ -1,0 +1,107 @@
+"""Preconditioning: turn a raw network into a sigma-frame denoiser, and back.
+
+``D(x, sigma) = to_x0(F(c_in(sigma) * x, c_noise(sigma)))`` generalises EDM's
+``c_skip x + c_out F(c_in x, c_noise)`` (Karras et al. 2022, Eq. 7 and Table 1) to every parameterisation:
+what the network predicts (``prediction``, see :mod:`unstatic.core.predictions`), how its input is scaled
+(``input_scaling``: the frame it was trained in), and what it is told about the noise level
+(``c_noise``: the schedule's timestep, integer or fractional).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from unstatic.core.continuous import NoiseSchedule
+from unstatic.core.frames import per_sample
+from unstatic.core.predictions import PREDICTIONS, edm_scalings, from_x0, to_x0
+from unstatic.denoisers.protocol import Cond, Denoiser, Network
+
+# c_in(sigma, sigma_data): the factor that takes sigma-frame x to the frame the network was trained in.
+INPUT_SCALINGS = {
+    "vp": lambda s, sd: 1 / (1 + s**2) ** 0.5,  # x_vp = x / sqrt(1 + sigma^2)
+    "flow": lambda s, sd: 1 / (1 + s),  # x_flow = x / (1 + sigma)
+    "edm": lambda s, sd: edm_scalings(s, sd)[2],  # unit-variance input (Karras et al. 2022, Eq. 7)
+    "none": lambda s, sd: torch.ones_like(s) if isinstance(s, Tensor) else 1.0,  # VE models
+}
+
+_DEFAULT_SCALING = {"eps": "vp", "v": "vp", "x0": "vp", "score": "none", "flow": "flow", "edm": "edm"}
+
+
+def _check_choice(value: str, options, what: str) -> None:
+    if value not in options:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(options)}")
+
+
+@dataclass(frozen=True, eq=False)
+class Preconditioned:
+    """A raw network as a denoiser.
+
+    Args:
+        network: ``network(x_in, timestep, cond)`` returning its prediction.
+        schedule: maps sigma to the network's timestep (a :class:`DiscreteSchedule` for discrete VP models,
+            :class:`EDMSchedule`, :class:`VPSDESchedule` or :class:`FlowSchedule` for continuous ones).
+        prediction: what the network predicts: ``eps``, ``v``, ``x0``, ``flow``, ``score`` or ``edm``.
+        input_scaling: ``vp``, ``flow``, ``edm`` or ``none``; by default the one that goes with ``prediction``.
+        quantize_timesteps: feed the nearest integer timestep instead of a fractional one.
+        sigma_data: the data standard deviation EDM's scalings assume.
+    """
+
+    network: Network
+    schedule: NoiseSchedule
+    prediction: str = "eps"
+    input_scaling: str | None = None
+    quantize_timesteps: bool = False
+    sigma_data: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_choice(self.prediction, PREDICTIONS, "prediction")
+        if self.input_scaling is None:
+            object.__setattr__(self, "input_scaling", _DEFAULT_SCALING[self.prediction])
+        _check_choice(self.input_scaling, INPUT_SCALINGS, "input scaling")
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        """The network's noise input for per-sample ``sigma`` (float32, on sigma's device)."""
+        t = self.schedule.timestep_at(sigma.detach().to("cpu", torch.float64))
+        if self.quantize_timesteps:
+            t = t.round()
+        return t.to(sigma.device, torch.float32)
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:
+        s = per_sample(sigma, x)
+        c_in = INPUT_SCALINGS[self.input_scaling](s, self.sigma_data)
+        out = self.network(x * c_in, self.timestep(sigma), cond)
+        return to_x0(self.prediction, out, x, s, self.sigma_data)
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkFromDenoiser:
+    """The inverse of :class:`Preconditioned`: present a denoiser as a raw network of a given kind.
+
+    Lets a denoiser (e.g. the exact :class:`GaussianMixture`) drive code that expects a trained network,
+    such as another library's scheduler, and gives training targets in any parameterisation.
+    """
+
+    denoiser: Denoiser
+    schedule: NoiseSchedule
+    prediction: str = "eps"
+    input_scaling: str | None = None
+    sigma_data: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_choice(self.prediction, PREDICTIONS, "prediction")
+        if self.input_scaling is None:
+            object.__setattr__(self, "input_scaling", _DEFAULT_SCALING[self.prediction])
+        _check_choice(self.input_scaling, INPUT_SCALINGS, "input scaling")
+
+    def __call__(self, x_in: Tensor, timestep: Tensor, cond: Cond = None) -> Tensor:
+        t = torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).cpu()
+        if t.numel() == 1:
+            t = t.expand(x_in.shape[0])
+        sigma = self.schedule.sigma_at(t).to(x_in.device, x_in.dtype)
+        s = per_sample(sigma, x_in)
+        x = x_in / INPUT_SCALINGS[self.input_scaling](s, self.sigma_data)
+        x0 = self.denoiser(x, sigma, cond)
+        return from_x0(self.prediction, x0, x, s, self.sigma_data)
