@@ -98,13 +98,15 @@ class GaussianMixture:
         resp, _, _ = self._posterior(x0, torch.zeros(x0.shape[0], dtype=torch.float64))
         return resp.argmax(-1)
 
-    def ode_solution(self, x: Tensor, sigma_start: float, steps: int = 1000, rho: float = 3.0) -> Tensor:
-        """The probability-flow ODE's end point at sigma = 0 from ``x`` at ``sigma_start``, to near float64
+    def ode_solution(
+        self, x: Tensor, sigma_start: float, sigma_end: float = 0.0, steps: int = 1000, rho: float = 3.0
+    ) -> Tensor:
+        """The probability-flow ODE's solution at ``sigma_end`` from ``x`` at ``sigma_start``, to near float64
         precision: classical RK4 on ``dx/dsigma = -sigma * score(x, sigma)``, which (unlike
-        ``(x - D) / sigma``) stays smooth down to sigma = 0 for this data, on a grid that is dense near 0.
+        ``(x - D) / sigma``) stays smooth down to sigma = 0 for this data, on a grid dense near the end.
         """
         u = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
-        grid = (sigma_start * (1 - u) ** rho).tolist()
+        grid = (sigma_end + (sigma_start - sigma_end) * (1 - u) ** rho).tolist()
         x = x.double()
 
         def slope(y: Tensor, s: float) -> Tensor:

@@ -85,10 +85,14 @@ def sample_unipc(
     order: int = 2,
     variant: str = "bh2",
     use_corrector: bool = True,
+    lower_order_final: bool = True,
     final_step: str = "extrapolate",
 ) -> Tensor:
-    """UniPC-``order`` (Zhao et al. 2023, Algorithms 1-2), warming up from order 1 and lowering the order
-    over the last steps like the reference; one denoiser call per step."""
+    """UniPC-``order`` (Zhao et al. 2023, Algorithms 1-2); one denoiser call per step.
+
+    It warms up from order 1 and, with ``lower_order_final`` (the reference's default, steadier at few
+    steps), lowers the order over the last steps. With the corrector the method is of order ``order + 1``.
+    """
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     if variant not in ("bh1", "bh2"):
@@ -112,7 +116,7 @@ def sample_unipc(
             prev = (history[1], sig[i - 1]) if len(history) > 1 else None
             x = final_estimate(denoised, sig[i], prev, final_step)
         else:
-            this_order = min(order, steps - i, len(history))
+            this_order = min(order, steps - i if lower_order_final else order, len(history))
             lambdas = [lam[i - k] for k in range(this_order)] + [lam[i + 1]]
             w = unipc_weights(lambdas, this_order, variant, corrector=False)
             bracket = weighted_sum(*zip(w, history[:this_order])) if this_order > 1 else denoised
