@@ -63,11 +63,12 @@ class Preconditioned:
         _check_choice(self.input_scaling, INPUT_SCALINGS, "input scaling")
 
     def timestep(self, sigma: Tensor) -> Tensor:
-        """The network's noise input for per-sample ``sigma`` (float32, on sigma's device)."""
+        """The network's noise input for per-sample ``sigma``: float32 (float64 for float64 sigma; never
+        bf16/fp16, which cannot tell timestep 998 from 999), on sigma's device."""
         t = self.schedule.timestep_at(sigma.detach().to("cpu", torch.float64))
         if self.quantize_timesteps:
             t = t.round()
-        return t.to(sigma.device, torch.float32)
+        return t.to(sigma.device, torch.float64 if sigma.dtype == torch.float64 else torch.float32)
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:
         s = per_sample(sigma, x)
