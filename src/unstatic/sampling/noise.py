@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 NoiseSource = Callable[[], Tensor]  # each call returns fresh standard-normal noise shaped like x
-NoiseSpec = "None | int | torch.Generator | Sequence[torch.Generator] | Tensor | NoiseSource"
 
 
 def generators_from_seeds(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:

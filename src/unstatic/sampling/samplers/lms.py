@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy
 from torch import Tensor
 
 from unstatic.denoisers.protocol import Cond, Denoiser
@@ -9,31 +12,36 @@ from unstatic.sampling.checks import check_output, prepare
 from unstatic.sampling.progress import Callback, StepInfo
 
 
-def lms_coefficients(sig: list[float], i: int, order: int) -> list[float]:
-    """``c_j = integral over [sig[i], sig[i+1]] of the Lagrange basis polynomial of node sig[i - j]``
-    through nodes ``sig[i], ..., sig[i - order + 1]`` (Adams-Bashforth; Hairer et al., Sec. III.1).
+@functools.lru_cache(maxsize=4096)
+def lms_coefficients(nodes: tuple[float, ...], sigma_next: float) -> tuple[float, ...]:
+    """``c_j = integral from nodes[0] to sigma_next of the Lagrange basis polynomial of nodes[j]``
+    (Adams-Bashforth on an uneven grid; Hairer, Norsett & Wanner, Sec. III.1).
 
-    Integrated exactly (polynomial antiderivative in float64) instead of by numerical quadrature.
+    The basis polynomials have degree <= 3 (order <= 4), so 2-point Gauss-Legendre quadrature integrates
+    them exactly; higher orders use proportionally more points. Cached: repeated runs on the same
+    schedule pay for the coefficients once.
     """
-    nodes = [sig[i - k] for k in range(order)]
+    a, b = nodes[0], sigma_next
+    points, weights = _gauss_legendre((len(nodes) + 1) // 2)
+    half, mid = (b - a) / 2, (a + b) / 2
+    taus = [mid + half * p for p in points]
     coefficients = []
-    for j in range(order):
-        poly = [1.0]  # ascending powers of tau
-        for k in range(order):
-            if k == j:
-                continue
-            scale = 1.0 / (nodes[j] - nodes[k])
-            grown = [0.0] * (len(poly) + 1)
-            for p, c in enumerate(poly):  # poly * (tau - nodes[k]) * scale
-                grown[p + 1] += c * scale
-                grown[p] -= c * nodes[k] * scale
-            poly = grown
+    for j, node_j in enumerate(nodes):
+        total = 0.0
+        for tau, w in zip(taus, weights):
+            basis = 1.0
+            for k, node_k in enumerate(nodes):
+                if k != j:
+                    basis *= (tau - node_k) / (node_j - node_k)
+            total += w * basis
+        coefficients.append(half * total)
+    return tuple(coefficients)
 
-        def antiderivative(t: float) -> float:
-            return sum(c * t ** (p + 1) / (p + 1) for p, c in enumerate(poly))
 
-        coefficients.append(antiderivative(sig[i + 1]) - antiderivative(sig[i]))
-    return coefficients
+@functools.lru_cache(maxsize=16)
+def _gauss_legendre(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    points, weights = numpy.polynomial.legendre.leggauss(max(n, 1))
+    return tuple(points.tolist()), tuple(weights.tolist())
 
 
 def sample_lms(
@@ -57,7 +65,7 @@ def sample_lms(
         denoised = denoiser(x, rows[i], cond)
         residuals.insert(0, x - denoised)
         del residuals[order:]
-        coefficients = lms_coefficients(sig, i, len(residuals))
+        coefficients = lms_coefficients(tuple(sig[i - k] for k in range(len(residuals))), sig[i + 1])
         x = x.add(residuals[0], alpha=coefficients[0] / sig[i])
         for j in range(1, len(residuals)):
             x.add_(residuals[j], alpha=coefficients[j] / sig[i - j])

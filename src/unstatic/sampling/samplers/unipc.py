@@ -8,6 +8,7 @@ paper's linear system ``R rho = b`` (Zhao et al. 2023, Eq. 8 and Algorithm 1-2) 
 
 from __future__ import annotations
 
+import functools
 import math
 
 from torch import Tensor
@@ -18,7 +19,7 @@ from unstatic.sampling.progress import Callback, StepInfo
 from unstatic.sampling.steps import final_estimate, weighted_sum
 
 
-def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
+def _solve(matrix: list[list[float]], rhs: list[float]) -> tuple[float, ...]:
     """Gaussian elimination with partial pivoting for the tiny (order <= 3) UniPC systems."""
     n = len(rhs)
     a = [row[:] + [rhs[i]] for i, row in enumerate(matrix)]
@@ -35,12 +36,14 @@ def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
     return out
 
 
-def unipc_weights(lambdas: list[float], order: int, variant: str, corrector: bool) -> list[float]:
+@functools.lru_cache(maxsize=4096)
+def unipc_weights(lambdas: tuple[float, ...], order: int, variant: str, corrector: bool) -> tuple[float, ...]:
     """Weights of the clean estimates ``[D_0, D_-1, ..., (D_new)]`` in the bracket of
     ``x_next = e^{-h} x + (1 - e^{-h}) * [sum_k w_k D_k]``.
 
     ``lambdas`` are ``-log sigma`` of the current point, its predecessors (newest first) and, last, the target.
-    For the corrector ``D_new`` is the estimate at the target and gets the last weight.
+    For the corrector ``D_new`` is the estimate at the target and gets the last weight. Cached: repeated
+    runs on the same schedule solve the small systems once.
     """
     lam0, lam_t = lambdas[0], lambdas[-1]
     h = lam_t - lam0
@@ -71,7 +74,7 @@ def unipc_weights(lambdas: list[float], order: int, variant: str, corrector: boo
     if corrector:
         weights[-1] -= scale * rhos[-1]
         weights[0] += scale * rhos[-1]
-    return weights
+    return tuple(weights)
 
 
 def sample_unipc(
@@ -106,7 +109,7 @@ def sample_unipc(
         denoised = denoiser(x, rows[i], cond)
         if use_corrector and x_last is not None:
             # UniC: redo the last move from x_last with the estimate at the point it reached.
-            lambdas = [lam[i - 1 - k] for k in range(last_order)] + [lam[i]]
+            lambdas = tuple(lam[i - 1 - k] for k in range(last_order)) + (lam[i],)
             w = unipc_weights(lambdas, last_order, variant, corrector=True)
             bracket = weighted_sum(*zip(w, history[:last_order] + [denoised]))
             x = bracket.lerp_(x_last, sig[i] / sig[i - 1])
@@ -117,7 +120,7 @@ def sample_unipc(
             x = final_estimate(denoised, sig[i], prev, final_step)
         else:
             this_order = min(order, steps - i if lower_order_final else order, len(history))
-            lambdas = [lam[i - k] for k in range(this_order)] + [lam[i + 1]]
+            lambdas = tuple(lam[i - k] for k in range(this_order)) + (lam[i + 1],)
             w = unipc_weights(lambdas, this_order, variant, corrector=False)
             bracket = weighted_sum(*zip(w, history[:this_order])) if this_order > 1 else denoised
             x_last, last_order = x, this_order
