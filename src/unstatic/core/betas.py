@@ -142,7 +142,7 @@ class DiscreteSchedule:
         """The fractional timestep whose sigma is ``sigma`` (inverse of :meth:`sigma_at`)."""
         table = self._table()
         s = torch.as_tensor(sigma, dtype=torch.float64)
-        value = s.log() if self.interpolation == "log" else s
+        value = (s.log() if self.interpolation == "log" else s).contiguous()
         high = torch.searchsorted(table, value).clamp(1, len(table) - 1)
         low = high - 1
         w = (value - table[low]) / (table[high] - table[low])

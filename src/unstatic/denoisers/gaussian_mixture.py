@@ -66,7 +66,8 @@ class GaussianMixture:
         mu = self.means.reshape(len(self._var), -1).to(x.device)
         diff = xf[:, None, :] - mu[None]
         log_lik = -0.5 * ((diff**2 / total_var).sum(-1) + total_var.log().sum(-1) + xf.shape[1] * math.log(2 * math.pi))
-        resp = torch.softmax(log_lik + self._log_weights.to(x.device), dim=-1)
+        log_joint = log_lik + self._log_weights.to(x.device)
+        resp = (log_joint - log_joint.logsumexp(-1, keepdim=True)).exp()
         return resp, mu, self._var.to(x.device) / total_var
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:

@@ -30,9 +30,14 @@ INPUT_SCALINGS = {
 _DEFAULT_SCALING = {"eps": "vp", "v": "vp", "x0": "vp", "score": "none", "flow": "flow", "edm": "edm"}
 
 
-def _check_choice(value: str, options, what: str) -> None:
-    if value not in options:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(options)}")
+def _resolve_scaling(prediction: str, input_scaling: str | None) -> str:
+    """Validate the pair and fill in the input scaling that goes with the prediction kind."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
+    input_scaling = input_scaling or _DEFAULT_SCALING[prediction]
+    if input_scaling not in INPUT_SCALINGS:
+        raise ValueError(f"unknown input scaling {input_scaling!r}; expected one of {', '.join(INPUT_SCALINGS)}")
+    return input_scaling
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,10 +62,7 @@ class Preconditioned:
     sigma_data: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_choice(self.prediction, PREDICTIONS, "prediction")
-        if self.input_scaling is None:
-            object.__setattr__(self, "input_scaling", _DEFAULT_SCALING[self.prediction])
-        _check_choice(self.input_scaling, INPUT_SCALINGS, "input scaling")
+        object.__setattr__(self, "input_scaling", _resolve_scaling(self.prediction, self.input_scaling))
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """The network's noise input for per-sample ``sigma``: float32 (float64 for float64 sigma; never
@@ -92,10 +94,7 @@ class NetworkFromDenoiser:
     sigma_data: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_choice(self.prediction, PREDICTIONS, "prediction")
-        if self.input_scaling is None:
-            object.__setattr__(self, "input_scaling", _DEFAULT_SCALING[self.prediction])
-        _check_choice(self.input_scaling, INPUT_SCALINGS, "input scaling")
+        object.__setattr__(self, "input_scaling", _resolve_scaling(self.prediction, self.input_scaling))
 
     def __call__(self, x_in: Tensor, timestep: Tensor, cond: Cond = None) -> Tensor:
         t = torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).cpu()

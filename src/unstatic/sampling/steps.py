@@ -57,6 +57,17 @@ def apply_churn(x: Tensor, sigma: float, gamma: float, s_noise: float, noise: No
     return x + noise() * (s_noise * math.sqrt(sigma_hat**2 - sigma**2)), sigma_hat
 
 
+def churned_denoise(denoiser, x: Tensor, row: Tensor, sigma: float, gamma: float, s_noise: float, source, cond):
+    """Denoise at ``(x, sigma)``, first raising the noise level by EDM churn when ``gamma > 0``.
+
+    Returns ``(x, sigma, denoised)`` at the (possibly raised) level.
+    """
+    if not gamma:
+        return x, sigma, denoiser(x, row, cond)
+    x, sigma_hat = apply_churn(x, sigma, gamma, s_noise, source)
+    return x, sigma_hat, denoiser(x, row * (1 + gamma), cond)
+
+
 def extrapolate_to_zero(denoised: Tensor, sigma: float, prev_denoised: Tensor, prev_sigma: float) -> Tensor:
     """The end point of the probability-flow ODE from the last two clean estimates on the trajectory.
 

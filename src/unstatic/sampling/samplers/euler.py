@@ -16,7 +16,7 @@ from unstatic.denoisers.protocol import Cond, Denoiser
 from unstatic.sampling.checks import check_output, prepare
 from unstatic.sampling.noise import make_noise_source
 from unstatic.sampling.progress import Callback, StepInfo
-from unstatic.sampling.steps import ancestral_split, apply_churn, churn_gamma, ddim_step, final_estimate
+from unstatic.sampling.steps import ancestral_split, churn_gamma, churned_denoise, ddim_step, final_estimate
 
 
 def sample_euler(
@@ -42,11 +42,9 @@ def sample_euler(
     for i in range(steps):
         sigma, sigma_next = sig[i], sig[i + 1]
         gamma = churn_gamma(i, steps, sigma, s_churn, s_tmin, s_tmax)
+        x, sigma, denoised = churned_denoise(denoiser, x, rows[i], sigma, gamma, s_noise, source, cond)
         if gamma:
-            x, sigma = apply_churn(x, sigma, gamma, s_noise, source)
-            denoised, prev = denoiser(x, rows[i] * (1 + gamma), cond), None
-        else:
-            denoised = denoiser(x, rows[i], cond)
+            prev = None  # churn left the previous trajectory
         if sigma_next == 0:
             x = final_estimate(denoised, sigma, prev, final_step)
         else:
