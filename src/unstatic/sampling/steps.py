@@ -84,6 +84,11 @@ def extrapolate_to_zero(denoised: Tensor, sigma: float, prev_denoised: Tensor, p
 
 FINAL_STEPS = ("extrapolate", "plain")
 
+# Extrapolate only when the previous estimate is within this factor of sigma_min. Farther out (coarse
+# grids: 15 Karras steps or fewer on SD's range) the line through it misses the curvature of D and loses
+# to the plain step on broad data (benchmarks/sampler_accuracy.py and docs/architecture.md).
+EXTRAPOLATE_MAX_RATIO = 1.8
+
 
 def final_estimate(
     denoised: Tensor, sigma: float, prev: tuple[Tensor, float] | None, final_step: str
@@ -91,8 +96,9 @@ def final_estimate(
     """The sample at sigma = 0 after a deterministic trajectory ending in ``(sigma, denoised)``.
 
     ``final_step="extrapolate"`` (the default everywhere) uses :func:`extrapolate_to_zero` when an earlier
-    estimate on the same trajectory exists; ``"plain"`` returns ``denoised`` as the reference libraries do.
+    estimate on the same trajectory exists within :data:`EXTRAPOLATE_MAX_RATIO` of ``sigma``; ``"plain"``
+    returns ``denoised`` as the reference libraries do.
     """
-    if final_step == "extrapolate" and prev is not None:
+    if final_step == "extrapolate" and prev is not None and prev[1] <= EXTRAPOLATE_MAX_RATIO * sigma:
         return extrapolate_to_zero(denoised, sigma, prev[0], prev[1])
     return denoised
