@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import math
 
+import torch
 from torch import Tensor
 
 from unstatic.denoisers.protocol import Cond, Denoiser
 from unstatic.sampling.checks import check_output, prepare
 from unstatic.sampling.progress import Callback, StepInfo
-from unstatic.sampling.steps import final_estimate, weighted_sum
+from unstatic.sampling.steps import affine_combination, final_estimate
 
 
 def _solve(matrix: list[list[float]], rhs: list[float]) -> tuple[float, ...]:
@@ -77,6 +78,31 @@ def unipc_weights(lambdas: tuple[float, ...], order: int, variant: str, correcto
     return tuple(weights)
 
 
+@functools.lru_cache(maxsize=256)
+def unipc_plan(
+    sig: tuple[float, ...], order: int, variant: str, use_corrector: bool, lower_order_final: bool
+) -> tuple[tuple[tuple[float, ...] | None, tuple[float, ...] | None], ...]:
+    """Per step: the corrector's weights (None if no correction) and the predictor's weights (None for the
+    final step to sigma = 0). The predictor's order is ``len(weights)``. Cached per schedule, so a
+    sampling call does no coefficient arithmetic in its loop once the schedule has been seen."""
+    steps = len(sig) - 1
+    lam = [-math.log(s) if s > 0 else math.inf for s in sig]
+    plan, last_order = [], 0
+    for i in range(steps):
+        corrector = None
+        if use_corrector and last_order:
+            lambdas = tuple(lam[i - 1 - k] for k in range(last_order)) + (lam[i],)
+            corrector = unipc_weights(lambdas, last_order, variant, corrector=True)
+        predictor = None
+        if sig[i + 1] > 0:
+            this_order = min(order, steps - i if lower_order_final else order, i + 1)
+            lambdas = tuple(lam[i - k] for k in range(this_order)) + (lam[i + 1],)
+            predictor = unipc_weights(lambdas, this_order, variant, corrector=False)
+            last_order = this_order
+        plan.append((corrector, predictor))
+    return tuple(plan)
+
+
 def sample_unipc(
     denoiser: Denoiser,
     x: Tensor,
@@ -102,29 +128,27 @@ def sample_unipc(
         raise ValueError(f"variant must be 'bh1' or 'bh2', got {variant!r}")
     sig, rows = prepare(x, sigmas, final_step)
     steps = len(sig) - 1
-    lam = [-math.log(s) if s > 0 else math.inf for s in sig]
+    plan = unipc_plan(tuple(sig), order, variant, use_corrector, lower_order_final)
     history: list[Tensor] = []  # clean estimates, newest first
-    x_last, last_order = None, 0
+    x_last = None
     for i in range(steps):
         denoised = denoiser(x, rows[i], cond)
-        if use_corrector and x_last is not None:
+        corrector, predictor = plan[i]
+        if corrector is not None:
             # UniC: redo the last move from x_last with the estimate at the point it reached.
-            lambdas = tuple(lam[i - 1 - k] for k in range(last_order)) + (lam[i],)
-            w = unipc_weights(lambdas, last_order, variant, corrector=True)
-            bracket = weighted_sum(*zip(w, history[:last_order] + [denoised]))
-            x = bracket.lerp_(x_last, sig[i] / sig[i - 1])
+            terms = zip(corrector, history[: len(corrector) - 1] + [denoised])
+            x = affine_combination(*terms).lerp_(x_last, sig[i] / sig[i - 1])
         history.insert(0, denoised)
         del history[order:]
-        if sig[i + 1] == 0:
+        if predictor is None:
             prev = (history[1], sig[i - 1]) if len(history) > 1 else None
             x = final_estimate(denoised, sig[i], prev, final_step)
         else:
-            this_order = min(order, steps - i if lower_order_final else order, len(history))
-            lambdas = tuple(lam[i - k] for k in range(this_order)) + (lam[i + 1],)
-            w = unipc_weights(lambdas, this_order, variant, corrector=False)
-            bracket = weighted_sum(*zip(w, history[:this_order])) if this_order > 1 else denoised
-            x_last, last_order = x, this_order
-            x = bracket.lerp(x, sig[i + 1] / sig[i])
+            x_last = x
+            if len(predictor) > 1:
+                x = affine_combination(*zip(predictor, history)).lerp_(x, sig[i + 1] / sig[i])
+            else:
+                x = torch.lerp(denoised, x, sig[i + 1] / sig[i])
         if callback is not None and callback(StepInfo(i, steps, sig[i], sig[i + 1], x, denoised)):
             return check_output(denoised, "unipc")
     return check_output(x, "unipc")
