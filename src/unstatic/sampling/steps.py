@@ -23,24 +23,6 @@ def ddim_step(x: Tensor, denoised: Tensor, sigma: float, sigma_next: float) -> T
     return torch.lerp(denoised, x, sigma_next / sigma)
 
 
-def affine_combination(*terms: tuple[float, Tensor]) -> Tensor:
-    """``sum_k w_k t_k`` for weights summing to 1, as ``len(terms) - 1`` chained lerps into a new tensor.
-
-    After folding ``j`` terms the running tensor holds their weighted mean; each lerp folds in one more.
-    Falls back to :func:`weighted_sum` if a partial weight sum is ~0 (the mean is then undefined).
-    """
-    (total, acc), rest = terms[0], terms[1:]
-    if not rest:
-        return acc.clone()
-    for k, (w, t) in enumerate(rest):
-        new_total = total + w
-        if abs(new_total) < 1e-9:
-            return weighted_sum(*terms)
-        acc = torch.lerp(acc, t, w / new_total) if k == 0 else acc.lerp_(t, w / new_total)
-        total = new_total
-    return acc
-
-
 def ancestral_split(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
     """Split a step to ``sigma_next`` into a deterministic step to ``sigma_down`` plus fresh noise ``sigma_up``.
 

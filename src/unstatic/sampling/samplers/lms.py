@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy
+import torch
 from torch import Tensor
 
 from unstatic.denoisers.protocol import Cond, Denoiser
@@ -44,6 +45,18 @@ def _gauss_legendre(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(points.tolist()), tuple(weights.tolist())
 
 
+@functools.lru_cache(maxsize=256)
+def lms_plan(sig: tuple[float, ...], order: int) -> tuple[tuple[float, ...], ...]:
+    """Per step, the weights of the residuals ``x_j - D_j`` (newest first), i.e. the Adams-Bashforth
+    coefficients divided by ``sigma_j``. Cached per schedule: the sampling loop does no arithmetic."""
+    plan = []
+    for i in range(len(sig) - 1):
+        k = min(i + 1, order)
+        coefficients = lms_coefficients(tuple(sig[i - j] for j in range(k)), sig[i + 1])
+        plan.append(tuple(c / sig[i - j] for j, c in enumerate(coefficients)))
+    return tuple(plan)
+
+
 def sample_lms(
     denoiser: Denoiser,
     x: Tensor,
@@ -60,15 +73,16 @@ def sample_lms(
         raise ValueError(f"order must be at least 1, got {order}")
     sig, rows = prepare(x, sigmas)
     steps = len(sig) - 1
-    residuals: list[Tensor] = []  # x_j - D_j, newest first; the 1/sigma_j of the slope is folded into c_j
+    plan = lms_plan(tuple(sig), order)
+    residuals: list[Tensor] = []  # x_j - D_j, newest first; never handed out, so their memory is reused
     for i in range(steps):
         denoised = denoiser(x, rows[i], cond)
-        residuals.insert(0, x - denoised)
-        del residuals[order:]
-        coefficients = lms_coefficients(tuple(sig[i - k] for k in range(len(residuals))), sig[i + 1])
-        x = x.add(residuals[0], alpha=coefficients[0] / sig[i])
-        for j in range(1, len(residuals)):
-            x.add_(residuals[j], alpha=coefficients[j] / sig[i - j])
+        spare = residuals.pop() if len(residuals) == order else None
+        residuals.insert(0, torch.sub(x, denoised, out=spare) if spare is not None else x - denoised)
+        weights = plan[i]
+        x = x.add(residuals[0], alpha=weights[0])
+        for j in range(1, len(weights)):
+            x.add_(residuals[j], alpha=weights[j])
         if callback is not None and callback(StepInfo(i, steps, sig[i], sig[i + 1], x, denoised)):
             return check_output(denoised, "lms")
     return check_output(x, "lms")

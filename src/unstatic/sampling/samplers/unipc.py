@@ -17,7 +17,7 @@ from torch import Tensor
 from unstatic.denoisers.protocol import Cond, Denoiser
 from unstatic.sampling.checks import check_output, prepare
 from unstatic.sampling.progress import Callback, StepInfo
-from unstatic.sampling.steps import affine_combination, final_estimate
+from unstatic.sampling.steps import final_estimate, weighted_sum
 
 
 def _solve(matrix: list[list[float]], rhs: list[float]) -> tuple[float, ...]:
@@ -81,10 +81,10 @@ def unipc_weights(lambdas: tuple[float, ...], order: int, variant: str, correcto
 @functools.lru_cache(maxsize=256)
 def unipc_plan(
     sig: tuple[float, ...], order: int, variant: str, use_corrector: bool, lower_order_final: bool
-) -> tuple[tuple[tuple[float, ...] | None, tuple[float, ...] | None], ...]:
-    """Per step: the corrector's weights (None if no correction) and the predictor's weights (None for the
-    final step to sigma = 0). The predictor's order is ``len(weights)``. Cached per schedule, so a
-    sampling call does no coefficient arithmetic in its loop once the schedule has been seen."""
+) -> tuple[tuple, ...]:
+    """Per step: the corrector's weights (None if no correction) and their lerp chain, then the predictor's
+    weights (None for the final step to sigma = 0) and their lerp chain; the predictor's order is
+    ``len(weights)``. Cached per schedule, so the sampling loop does no coefficient arithmetic."""
     steps = len(sig) - 1
     lam = [-math.log(s) if s > 0 else math.inf for s in sig]
     plan, last_order = [], 0
@@ -99,8 +99,30 @@ def unipc_plan(
             lambdas = tuple(lam[i - k] for k in range(this_order)) + (lam[i + 1],)
             predictor = unipc_weights(lambdas, this_order, variant, corrector=False)
             last_order = this_order
-        plan.append((corrector, predictor))
+        plan.append((corrector, corrector and lerp_chain(corrector), predictor, predictor and lerp_chain(predictor)))
     return tuple(plan)
+
+
+def lerp_chain(weights: tuple[float, ...]) -> tuple[float, ...] | None:
+    """Factors ``f_k`` such that ``t_0.lerp(t_1, f_1).lerp_(t_2, f_2)...`` is ``sum_k w_k t_k`` (weights sum
+    to 1); None when a partial weight sum is ~0 and the chain is undefined."""
+    total, factors = weights[0], []
+    for w in weights[1:]:
+        total += w
+        if abs(total) < 1e-9:
+            return None
+        factors.append(w / total)
+    return tuple(factors)
+
+
+def _combine(tensors: list[Tensor], weights: tuple[float, ...], chain: tuple[float, ...] | None) -> Tensor:
+    """``sum_k w_k t_k`` as a lerp chain (len - 1 fused ops) when the chain is defined."""
+    if chain is None:
+        return weighted_sum(*zip(weights, tensors))
+    out = torch.lerp(tensors[0], tensors[1], chain[0])
+    for t, f in zip(tensors[2:], chain[1:]):
+        out.lerp_(t, f)
+    return out
 
 
 def sample_unipc(
@@ -133,11 +155,11 @@ def sample_unipc(
     x_last = None
     for i in range(steps):
         denoised = denoiser(x, rows[i], cond)
-        corrector, predictor = plan[i]
+        corrector, corrector_chain, predictor, predictor_chain = plan[i]
         if corrector is not None:
             # UniC: redo the last move from x_last with the estimate at the point it reached.
-            terms = zip(corrector, history[: len(corrector) - 1] + [denoised])
-            x = affine_combination(*terms).lerp_(x_last, sig[i] / sig[i - 1])
+            estimates = history[: len(corrector) - 1] + [denoised]
+            x = _combine(estimates, corrector, corrector_chain).lerp_(x_last, sig[i] / sig[i - 1])
         history.insert(0, denoised)
         del history[order:]
         if predictor is None:
@@ -146,7 +168,7 @@ def sample_unipc(
         else:
             x_last = x
             if len(predictor) > 1:
-                x = affine_combination(*zip(predictor, history)).lerp_(x, sig[i + 1] / sig[i])
+                x = _combine(history, predictor, predictor_chain).lerp_(x, sig[i + 1] / sig[i])
             else:
                 x = torch.lerp(denoised, x, sig[i + 1] / sig[i])
         if callback is not None and callback(StepInfo(i, steps, sig[i], sig[i + 1], x, denoised)):
