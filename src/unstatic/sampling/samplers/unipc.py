@@ -81,25 +81,41 @@ def unipc_weights(lambdas: tuple[float, ...], order: int, variant: str, correcto
 @functools.lru_cache(maxsize=256)
 def unipc_plan(
     sig: tuple[float, ...], order: int, variant: str, use_corrector: bool, lower_order_final: bool
-) -> tuple[tuple, ...]:
-    """Per step: the corrector's weights (None if no correction) and their lerp chain, then the predictor's
-    weights (None for the final step to sigma = 0) and their lerp chain; the predictor's order is
-    ``len(weights)``. Cached per schedule, so the sampling loop does no coefficient arithmetic."""
+) -> tuple[tuple[float, ...] | None, ...]:
+    """Per step, the weights that take ``[x_i, D_i, D_{i-1}, ...]`` straight to the next predicted point
+    (None for the final step to sigma = 0). Cached per schedule.
+
+    The corrected point is never materialised: with ``rho = sigma_{i+1} / sigma_i`` the corrector gives
+    ``xc_i = x_i + (1 - rho_{i-1}) (Bc_i - Bp_{i-1})`` (both moves start from ``xc_{i-1}``), and the
+    predictor ``x_{i+1} = rho_i xc_i + (1 - rho_i) Bp_i``. Folding one into the other leaves a single
+    combination of ``x_i`` and the clean estimates: one tensor op per estimate instead of two passes.
+    """
     steps = len(sig) - 1
     lam = [-math.log(s) if s > 0 else math.inf for s in sig]
-    plan, last_order = [], 0
+    plan, previous = [], None  # previous: the last predictor's weights over [D_{i-1}, D_{i-2}, ...]
     for i in range(steps):
-        corrector = None
-        if use_corrector and last_order:
+        if sig[i + 1] == 0:
+            plan.append(None)
+            continue
+        this_order = min(order, steps - i if lower_order_final else order, i + 1)
+        lambdas = tuple(lam[i - k] for k in range(this_order)) + (lam[i + 1],)
+        predictor = unipc_weights(lambdas, this_order, variant, corrector=False)
+        rho = sig[i + 1] / sig[i]
+        weights = [rho] + [0.0] * (order + 1)  # over [x_i, D_i, D_{i-1}, ..., D_{i-order}]
+        for k, w in enumerate(predictor):
+            weights[1 + k] += (1 - rho) * w
+        if use_corrector and previous is not None:
+            last_order = len(previous)
             lambdas = tuple(lam[i - 1 - k] for k in range(last_order)) + (lam[i],)
             corrector = unipc_weights(lambdas, last_order, variant, corrector=True)
-        predictor = None
-        if sig[i + 1] > 0:
-            this_order = min(order, steps - i if lower_order_final else order, i + 1)
-            lambdas = tuple(lam[i - k] for k in range(this_order)) + (lam[i + 1],)
-            predictor = unipc_weights(lambdas, this_order, variant, corrector=False)
-            last_order = this_order
-        plan.append((corrector, corrector and lerp_chain(corrector), predictor, predictor and lerp_chain(predictor)))
+            scale = rho * (1 - sig[i] / sig[i - 1])
+            weights[1] += scale * corrector[-1]  # D_i, the estimate at the corrected point
+            for k in range(last_order):  # D_{i-1-k}
+                weights[2 + k] += scale * (corrector[k] - previous[k])
+        while len(weights) > 2 and weights[-1] == 0.0:
+            weights.pop()
+        plan.append(tuple(weights))
+        previous = predictor
     return tuple(plan)
 
 
@@ -115,14 +131,9 @@ def lerp_chain(weights: tuple[float, ...]) -> tuple[float, ...] | None:
     return tuple(factors)
 
 
-def _combine(tensors: list[Tensor], weights: tuple[float, ...], chain: tuple[float, ...] | None) -> Tensor:
-    """``sum_k w_k t_k`` as a lerp chain (len - 1 fused ops) when the chain is defined."""
-    if chain is None:
-        return weighted_sum(*zip(weights, tensors))
-    out = torch.lerp(tensors[0], tensors[1], chain[0])
-    for t, f in zip(tensors[2:], chain[1:]):
-        out.lerp_(t, f)
-    return out
+@functools.lru_cache(maxsize=256)
+def _chains(plan: tuple) -> tuple:
+    return tuple(None if w is None else lerp_chain(w) for w in plan)
 
 
 def sample_unipc(
@@ -151,26 +162,22 @@ def sample_unipc(
     sig, rows = prepare(x, sigmas, final_step)
     steps = len(sig) - 1
     plan = unipc_plan(tuple(sig), order, variant, use_corrector, lower_order_final)
+    chains = _chains(plan)
     history: list[Tensor] = []  # clean estimates, newest first
-    x_last = None
     for i in range(steps):
         denoised = denoiser(x, rows[i], cond)
-        corrector, corrector_chain, predictor, predictor_chain = plan[i]
-        if corrector is not None:
-            # UniC: redo the last move from x_last with the estimate at the point it reached.
-            estimates = history[: len(corrector) - 1] + [denoised]
-            x = _combine(estimates, corrector, corrector_chain).lerp_(x_last, sig[i] / sig[i - 1])
         history.insert(0, denoised)
-        del history[order:]
-        if predictor is None:
+        del history[order + 1 :]
+        weights, chain = plan[i], chains[i]
+        if weights is None:
             prev = (history[1], sig[i - 1]) if len(history) > 1 else None
             x = final_estimate(denoised, sig[i], prev, final_step)
+        elif chain is None:
+            x = weighted_sum(*zip(weights, [x] + history))
         else:
-            x_last = x
-            if len(predictor) > 1:
-                x = _combine(history, predictor, predictor_chain).lerp_(x, sig[i + 1] / sig[i])
-            else:
-                x = torch.lerp(denoised, x, sig[i + 1] / sig[i])
+            x = torch.lerp(x, denoised, chain[0])
+            for estimate, factor in zip(history[1:], chain[1:]):
+                x.lerp_(estimate, factor)
         if callback is not None and callback(StepInfo(i, steps, sig[i], sig[i + 1], x, denoised)):
             return check_output(denoised, "unipc")
     return check_output(x, "unipc")
