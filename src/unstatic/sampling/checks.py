@@ -12,11 +12,11 @@ class NonFiniteError(FloatingPointError):
     """A sampler was given, or produced, NaN or infinite values."""
 
 
-def prepare(x: Tensor, sigmas: Tensor, final_step: str = "plain") -> tuple[list[float], Tensor]:
+def prepare(x: Tensor, sigmas: Tensor, final_step: str = "plain") -> tuple[list[float], tuple[Tensor, ...]]:
     """Validate a sampler's inputs; return sigmas as Python floats and per-step per-sample sigma rows.
 
-    The rows (``[steps + 1, B]``, x's dtype and device) are built once so the loop does no tensor
-    work to hand the denoiser its sigma.
+    The rows (``steps + 1`` tensors of shape ``[B]``, x's dtype and device) are built in one go so the loop
+    does no tensor work to hand the denoiser its sigma.
     """
     if final_step not in ("extrapolate", "plain"):
         raise ValueError(f"final_step must be 'extrapolate' or 'plain', got {final_step!r}")
@@ -39,7 +39,7 @@ def prepare(x: Tensor, sigmas: Tensor, final_step: str = "plain") -> tuple[list[
             )
     if not bool(torch.isfinite(x).all()):
         raise NonFiniteError("x contains NaN or infinite values")
-    rows = sigmas.to(x.device, x.dtype)[:, None].expand(len(values), x.shape[0])
+    rows = sigmas.to(x.device, x.dtype)[:, None].expand(len(values), x.shape[0]).unbind(0)
     return values, rows
 
 

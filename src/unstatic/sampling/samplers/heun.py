@@ -45,8 +45,9 @@ def sample_heun(
         else:
             x_euler = ddim_step(x, denoised, sigma, sigma_next)
             denoised_2 = denoiser(x_euler, rows[i + 1], cond)
-            # x + dt/2 (d + d2) = mean of x and [x_euler + dt * d2]; the bracket is a lerp of (D2, x_euler).
-            x = torch.lerp(x, torch.lerp(denoised_2, x_euler, 2 - sigma / sigma_next), 0.5)
+            # x + dt/2 (d + d2) = mean of x and [x_euler + dt * d2]; the bracket is a lerp of (x_euler, D2),
+            # computed in x_euler's memory (the denoiser is done with it).
+            x = torch.lerp(x, x_euler.lerp_(denoised_2, sigma / sigma_next - 1), 0.5)
         prev = (denoised, sigma)
         if callback is not None and callback(StepInfo(i, steps, sigma, sigma_next, x, denoised)):
             return check_output(denoised, "heun")
@@ -59,7 +60,8 @@ def _midpoint_step(denoiser, x, denoised, sigma: float, sigma_to: float, cond, l
     sigma_mid = math.sqrt(sigma * sigma_to)
     x_mid = ddim_step(x, denoised, sigma, sigma_mid)
     denoised_mid = denoiser(x_mid, like_row.new_full(like_row.shape, sigma_mid), cond)
-    return torch.add(x, x_mid - denoised_mid, alpha=(sigma_to - sigma) / sigma_mid)
+    # x_mid - D_mid in x_mid's memory: the denoiser is done with it.
+    return torch.add(x, x_mid.sub_(denoised_mid), alpha=(sigma_to - sigma) / sigma_mid)
 
 
 def sample_dpm_2(
