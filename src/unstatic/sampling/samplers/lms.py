@@ -74,15 +74,16 @@ def sample_lms(
     sig, rows = prepare(x, sigmas)
     steps = len(sig) - 1
     plan = lms_plan(tuple(sig), order)
-    residuals: list[Tensor] = []  # x_j - D_j, newest first; never handed out, so their memory is reused
+    residuals: list[Tensor] = []  # x_j - D_j, newest first
     for i in range(steps):
         denoised = denoiser(x, rows[i], cond)
-        spare = residuals.pop() if len(residuals) == order else None
-        residuals.insert(0, torch.sub(x, denoised, out=spare) if spare is not None else x - denoised)
+        residuals.insert(0, x - denoised)
+        if len(residuals) > order:
+            residuals.pop()
         weights = plan[i]
-        x = x.add(residuals[0], alpha=weights[0])
-        for j in range(1, len(weights)):
-            x.add_(residuals[j], alpha=weights[j])
+        x = torch.add(x, residuals[0], alpha=weights[0])
+        for residual, weight in zip(residuals[1:], weights[1:]):
+            x.add_(residual, alpha=weight)
         if callback is not None and callback(StepInfo(i, steps, sig[i], sig[i + 1], x, denoised)):
             return check_output(denoised, "lms")
     return check_output(x, "lms")
