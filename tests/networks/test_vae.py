@@ -253,9 +253,9 @@ def test_from_diffusers_folder_strict_keys(tmp_path):
     with pytest.raises(ValueError) as error:
         AutoencoderKL.from_diffusers_folder(tmp_path)
     message = str(error.value)
-    assert "missing keys (1): encoder.conv_in.bias" in message
-    assert "unexpected keys (1): encoder.extra.weight" in message
-    assert "decoder.conv_out.bias: checkpoint (5,) vs model (3,)" in message
+    assert "1 missing keys: encoder.conv_in.bias" in message
+    assert "1 unexpected keys: encoder.extra.weight" in message
+    assert "decoder.conv_out.bias: (5,) in" in message and "(3,) in the model" in message
     with pytest.raises(FileNotFoundError, match="fp16"):
         AutoencoderKL.from_diffusers_folder(tmp_path, variant="fp16")
 

@@ -393,39 +393,11 @@ class AutoencoderKL(nn.Module):
     def from_diffusers_folder(
         cls, folder: str | Path, variant: str | None = None, dtype: torch.dtype | None = None
     ) -> AutoencoderKL:
-        """Load a diffusers ``AutoencoderKL`` folder (``config.json`` + ``diffusion_pytorch_model.safetensors``,
-        or ``diffusion_pytorch_model.<variant>.safetensors``), checking that the weights match exactly."""
-        from safetensors.torch import load_file
+        """Load a diffusers ``AutoencoderKL`` folder (``config.json`` + ``diffusion_pytorch_model[.variant]
+        .safetensors`` or its shards), checking that the weights match exactly (see ``weights.py``)."""
+        from unstatic.networks.weights import load_diffusers_vae
 
-        folder = Path(folder)
-        config_path = folder / "config.json"
-        name = f"diffusion_pytorch_model.{variant}.safetensors" if variant else "diffusion_pytorch_model.safetensors"
-        weights_path = folder / name
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found (expected a diffusers AutoencoderKL folder)")
-        config = VAEConfig.from_diffusers(json.loads(config_path.read_text()))
-        model = cls(config)
-        model.load_state_dict_strict(_rename_legacy_attention(load_file(weights_path)))
-        return model.to(dtype) if dtype is not None else model
-
-    def load_state_dict_strict(self, state: dict[str, Tensor]) -> None:
-        """``load_state_dict`` that names every missing, unexpected and mis-shaped key in one error."""
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = sorted(
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in set(own) & set(state)
-            if state[k].shape != own[k].shape
-        )
-        if missing or unexpected or shapes:
-            lines = ["checkpoint does not match the AutoencoderKL built from its config:"]
-            for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
-                if keys:
-                    lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
-            raise ValueError("\n".join(lines))
-        self.load_state_dict(state, strict=True)
+        return load_diffusers_vae(folder, variant, dtype)
 
 
 def _default_overlap(tile_size: int | tuple[int, int], align: int) -> int | tuple[int, int]:
@@ -438,7 +410,7 @@ def _default_overlap(tile_size: int | tuple[int, int], align: int) -> int | tupl
 _LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
-def _rename_legacy_attention(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def rename_legacy_attention(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Old diffusers checkpoints name the mid-block attention ``query/key/value/proj_attn``; newer ones
     ``to_q/to_k/to_v/to_out.0`` (diffusers renames them on load too). 1x1-conv shaped weights become linear."""
     renamed = {}

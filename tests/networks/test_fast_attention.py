@@ -1,0 +1,99 @@
+"""Parity of ``attention`` with SDPA in float64, for every shape class and both dispatch paths.
+
+Tolerances. float32: the reference is SDPA in float64 on the same (float32-representable) inputs, so the
+error is ours alone. SDPA's own float32 error on these shapes is 3e-7 to 1.2e-6 of max|ref| (a few ulps of
+the accumulations), so we allow 2e-6: the same order, and well under the 1e-5 contract. bfloat16: the output
+is rounded to bf16 (8 bits, 2**-8 = 3.9e-3 relative half-ulp near max|ref|), and SDPA in bf16 lands at
+1.7e-3 to 3.8e-3; we allow 1e-2, below the 2e-2 contract.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unstatic.networks import fast_attention
+from unstatic.networks.fast_attention import attention
+
+# (batch, heads, N, M, head_dim); M <= FEW_KEYS and N >= MANY_QUERIES takes the explicit path, the rest SDPA;
+# the explicit path is also checked directly on every shape with M <= FEW_KEYS
+SHAPES = {
+    "unet32-self-d8": (2, 8, 1024, 1024, 8),
+    "unet32-cross-d8": (2, 8, 1024, 77, 8),
+    "unet16-self-d16": (1, 8, 256, 256, 16),
+    "unet16-cross-d16": (2, 8, 256, 77, 16),
+    "unet8-self-d32": (2, 8, 64, 64, 32),
+    "unet8-cross-d32": (2, 8, 64, 77, 32),
+    "vae-d512": (1, 1, 256, 256, 512),
+    "vae-few-keys-d512": (1, 1, 100, 128, 512),
+    "ddpm-d256": (2, 1, 256, 256, 256),
+}
+TOL = {torch.float32: 2e-6, torch.bfloat16: 1e-2}
+
+
+def _inputs(b, h, n, m, d, dtype, seed=0, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return tuple((scale * torch.randn(b, h, s, d, generator=gen)).to(dtype) for s in (n, m, m))
+
+
+def _rel_err(out, ref):
+    return float((out.double() - ref).abs().max() / ref.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_matches_sdpa_float64(name, dtype):
+    q, k, v = _inputs(*SHAPES[name], dtype)
+    out = attention(q, k, v)
+    assert out.shape == q.shape and out.dtype == dtype
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    assert _rel_err(out, ref) <= TOL[dtype]
+    if k.shape[-2] <= fast_attention.FEW_KEYS:
+        direct = fast_attention._few_keys(q, k, v)
+        assert direct.dtype == dtype and _rel_err(direct, ref) <= TOL[dtype]
+
+
+def test_few_keys_path_is_taken_and_sharp_logits_are_stable(monkeypatch):
+    # logits up to ~ +-300: exp would overflow without the exact max subtraction
+    q, k, v = _inputs(2, 8, 512, 77, 8, torch.float32, scale=8.0)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    calls, few_keys = [], fast_attention._few_keys
+    monkeypatch.setattr(fast_attention, "_few_keys", lambda *a: calls.append(1) or few_keys(*a))
+    out = attention(q, k, v)
+    # logits this large are ill-conditioned (one ulp of 300 is 3e-5), so compare with SDPA's own fp32 error
+    sdpa_err = _rel_err(F.scaled_dot_product_attention(q, k, v), ref)
+    assert calls and torch.isfinite(out).all() and _rel_err(out, ref) <= 2 * sdpa_err + TOL[torch.float32]
+
+
+def test_chunked_few_keys(monkeypatch):
+    monkeypatch.setattr(fast_attention, "_BLOCK", 16 * 77 * 100)  # 100-query chunks, last one partial
+    q, k, v = _inputs(2, 8, 1024, 77, 8, torch.float32, seed=1)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    assert _rel_err(attention(q, k, v), ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("m", [77, 256])
+def test_non_contiguous_inputs(m):
+    # [B, N, heads, d] storage viewed as [B, heads, N, d], as a U-Net's projections produce
+    gen = torch.Generator().manual_seed(2)
+    q = torch.randn(2, 256, 8, 16, generator=gen).transpose(1, 2)
+    k, v = (torch.randn(2, m, 8, 16, generator=gen).transpose(1, 2) for _ in range(2))
+    assert not q.is_contiguous()
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    assert _rel_err(attention(q, k, v), ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("m", [77, 256])
+def test_batch_invariance(m):
+    q, k, v = _inputs(3, 8, 256, m, 16, torch.float32, seed=3)
+    full = attention(q, k, v)
+    for i in range(3):
+        torch.testing.assert_close(attention(q[i : i + 1], k[i : i + 1], v[i : i + 1]), full[i : i + 1],
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_autograd_falls_back_to_sdpa():
+    q, k, v = (t.requires_grad_() for t in _inputs(1, 2, 16, 77, 8, torch.float32, seed=4))
+    attention(q, k, v).sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
