@@ -97,3 +97,18 @@ def test_autograd_falls_back_to_sdpa():
     q, k, v = (t.requires_grad_() for t in _inputs(1, 2, 16, 77, 8, torch.float32, seed=4))
     attention(q, k, v).sum().backward()
     assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+def test_few_keys_path_works_under_bf16_autocast():
+    """Networks run in bf16 under autocast: the explicit path must keep its own precision there."""
+    import torch.nn.functional as F
+
+    from unstatic.networks.fast_attention import attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, n, 8, generator=gen).bfloat16() for n in (1024, 77, 77))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v)
+    reference = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    assert out.dtype == torch.bfloat16
+    assert float((out.double() - reference).abs().max() / reference.abs().max()) < 2e-2

@@ -53,6 +53,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return F.scaled_dot_product_attention(q, k, v)
 
 
+@torch.autocast("cpu", enabled=False)  # chooses its own precision; autocast would recast the bmm inputs
 def _few_keys(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Explicit attention for short key axes: exp2 on pre-scaled scores, denominator from a ones row."""
     *lead, n, d = q.shape
