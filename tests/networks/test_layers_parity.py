@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tests.networks.helpers import perturb_parameters
 from unstatic.networks.attention import Attention, Transformer2DModel
 from unstatic.networks.embeddings import TimestepEmbedding, timestep_embedding
 from unstatic.networks.resnet import Downsample2D, ResnetBlock2D, Upsample2D
@@ -10,21 +11,12 @@ from unstatic.networks.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 diffusers = pytest.importorskip("diffusers")
 
 
-def _randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random values in every parameter, so zero-initialised layers cannot hide a wiring mistake."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    return module.eval()
-
-
 @pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("only_cross", [False, True])
 def test_transformer_2d_matches(linear, only_cross):
     from diffusers.models.transformers.transformer_2d import Transformer2DModel as Reference
 
-    reference = _randomise(Reference(2, 16, 32, num_layers=2, norm_num_groups=8, cross_attention_dim=24, use_linear_projection=linear, only_cross_attention=only_cross))
+    reference = perturb_parameters(Reference(2, 16, 32, num_layers=2, norm_num_groups=8, cross_attention_dim=24, use_linear_projection=linear, only_cross_attention=only_cross))
     ours = Transformer2DModel(2, 16, 32, num_layers=2, norm_num_groups=8, cross_attention_dim=24, use_linear_projection=linear, only_cross_attention=only_cross).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x, context = torch.randn(2, 32, 8, 8), torch.randn(2, 7, 24)
@@ -37,7 +29,7 @@ def test_transformer_2d_matches(linear, only_cross):
 def test_resnet_block_matches(norm, channels):
     from diffusers.models.resnet import ResnetBlock2D as Reference
 
-    reference = _randomise(Reference(in_channels=channels[0], out_channels=channels[1], temb_channels=16, groups=8, time_embedding_norm=norm, output_scale_factor=2.0))
+    reference = perturb_parameters(Reference(in_channels=channels[0], out_channels=channels[1], temb_channels=16, groups=8, time_embedding_norm=norm, output_scale_factor=2.0))
     ours = ResnetBlock2D(*channels, 16, groups=8, time_embedding_norm=norm, output_scale_factor=2.0).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x, temb = torch.randn(2, channels[0], 8, 8), torch.randn(2, 16)
@@ -49,7 +41,7 @@ def test_spatial_attention_with_group_norm_and_residual_matches():
     from diffusers.models.attention_processor import Attention as Reference
 
     kwargs = dict(query_dim=32, heads=1, dim_head=32, bias=True, norm_num_groups=8, eps=1e-6, residual_connection=True, rescale_output_factor=2.0)
-    reference = _randomise(Reference(**kwargs))
+    reference = perturb_parameters(Reference(**kwargs))
     ours = Attention(**kwargs).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 32, 6, 6)
@@ -63,10 +55,10 @@ def test_resampling_matches(padding):
     from diffusers.models.upsampling import Upsample2D as RefUp
 
     x = torch.randn(1, 8, 8, 8)
-    down_ref = _randomise(RefDown(8, use_conv=True, out_channels=16, padding=padding, name="op"))  # as U-Net and VAE blocks build it
+    down_ref = perturb_parameters(RefDown(8, use_conv=True, out_channels=16, padding=padding, name="op"))  # as U-Net and VAE blocks build it
     down = Downsample2D(8, True, 16, padding)
     down.load_state_dict(down_ref.state_dict(), strict=True)
-    up_ref = _randomise(RefUp(8, use_conv=True, out_channels=16))
+    up_ref = perturb_parameters(RefUp(8, use_conv=True, out_channels=16))
     up = Upsample2D(8, True, 16)
     up.load_state_dict(up_ref.state_dict(), strict=True)
     with torch.no_grad():
@@ -83,7 +75,7 @@ def test_timestep_embedding_matches(flip, shift):
     torch.testing.assert_close(
         timestep_embedding(t, 32, flip, shift), get_timestep_embedding(t, 32, flip_sin_to_cos=flip, downscale_freq_shift=shift)
     )
-    reference = _randomise(RefMLP(32, 64))
+    reference = perturb_parameters(RefMLP(32, 64))
     ours = TimestepEmbedding(32, 64).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     e = torch.randn(3, 32)

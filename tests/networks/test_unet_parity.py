@@ -5,6 +5,7 @@ and compared on the same inputs in float32 (relative error = max |ours - theirs|
 import pytest
 import torch
 
+from tests.networks.helpers import perturb_parameters, relative_error
 from unstatic.networks.unet import UNet, UNetConfig
 from unstatic.networks.weights import load_diffusers_unet
 
@@ -51,19 +52,6 @@ MIXED_CONDITIONAL = dict(
 )
 
 
-def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Noise on every parameter, so layers diffusers initialises to zero cannot hide a wiring mistake."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    return model.eval()
-
-
-def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((ours - reference).abs().max() / reference.abs().max())
-
-
 def _roundtrip(reference, tmp_path) -> UNet:
     reference.save_pretrained(tmp_path, safe_serialization=True)
     return load_diffusers_unet(tmp_path)
@@ -73,21 +61,21 @@ def _roundtrip(reference, tmp_path) -> UNet:
 def test_unet_2d_model_matches(name, tmp_path):
     torch.manual_seed(0)
     kwargs = {"ddpm_cifar10": DDPM_CIFAR10, "class_conditional": CLASS_CONDITIONAL}[name]
-    reference = _randomise(diffusers.UNet2DModel(**kwargs))
+    reference = perturb_parameters(diffusers.UNet2DModel(**kwargs))
     ours = _roundtrip(reference, tmp_path)
     x, t = torch.randn(2, kwargs["in_channels"], 16, 16), torch.tensor([3.0, 871.5])
     labels = torch.tensor([1, 7]) if "num_class_embeds" in kwargs else None
     with torch.no_grad():
         expected = reference(x, t, class_labels=labels).sample
         got = ours(x, t, None if labels is None else {"class_labels": labels})
-    assert _relative_error(got, expected) <= TOLERANCE
+    assert relative_error(got, expected) <= TOLERANCE
 
 
 @pytest.mark.parametrize("name", ["sd1", "sd2", "mixed"])
 def test_unet_2d_condition_model_matches(name, tmp_path):
     torch.manual_seed(0)
     kwargs = {"sd1": SD1, "sd2": SD2, "mixed": MIXED_CONDITIONAL}[name]
-    reference = _randomise(diffusers.UNet2DConditionModel(**kwargs))
+    reference = perturb_parameters(diffusers.UNet2DConditionModel(**kwargs))
     ours = _roundtrip(reference, tmp_path)
     size = kwargs["sample_size"]
     x, t = torch.randn(2, kwargs["in_channels"], size, size), torch.tensor([999.0, 20.25])
@@ -96,7 +84,7 @@ def test_unet_2d_condition_model_matches(name, tmp_path):
     with torch.no_grad():
         expected = reference(x, t, context, class_labels=labels).sample
         got = ours(x, t, {"context": context, "class_labels": labels} if labels is not None else context)
-    assert _relative_error(got, expected) <= TOLERANCE
+    assert relative_error(got, expected) <= TOLERANCE
 
 
 @pytest.mark.parametrize("name", ["sd15", "sd21", "ddpm_cifar10"])

@@ -7,13 +7,10 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("safetensors")
 
+from tests.networks.helpers import perturb_parameters, relative_error  # noqa: E402
 from unstatic.networks.vae import AutoencoderKL  # noqa: E402
 
 TOLERANCE = 1e-5  # max |ours - diffusers| / max |diffusers|
-
-
-def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return ((ours - reference).abs().max() / reference.abs().max()).item()
 
 
 def diffusers_vae(**overrides):
@@ -27,11 +24,7 @@ def diffusers_vae(**overrides):
         sample_size=32,
     )
     torch.manual_seed(0)
-    model = diffusers.AutoencoderKL(**{**kwargs, **overrides}).eval()
-    with torch.no_grad():  # default init leaves GroupNorm at (1, 0) and some biases near zero: perturb everything
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    return model
+    return perturb_parameters(diffusers.AutoencoderKL(**{**kwargs, **overrides}))
 
 
 @pytest.mark.parametrize(
