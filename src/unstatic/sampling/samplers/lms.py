@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy
@@ -74,16 +75,14 @@ def sample_lms(
     sig, rows = prepare(x, sigmas)
     steps = len(sig) - 1
     plan = lms_plan(tuple(sig), order)
-    residuals: list[Tensor] = []  # x_j - D_j, newest first
+    residuals: collections.deque[Tensor] = collections.deque(maxlen=order)  # x_j - D_j, newest first
     for i in range(steps):
         denoised = denoiser(x, rows[i], cond)
-        residuals.insert(0, x - denoised)
-        if len(residuals) > order:
-            residuals.pop()
         weights = plan[i]
-        x = torch.add(x, residuals[0], alpha=weights[0])
-        for residual, weight in zip(residuals[1:], weights[1:]):
-            x.add_(residual, alpha=weight)
+        residuals.appendleft(x - denoised)
+        x = torch.lerp(denoised, x, 1 + weights[0])  # x + w_0 (x - D)
+        for k in range(1, len(weights)):
+            x.add_(residuals[k], alpha=weights[k])
         if callback is not None and callback(StepInfo(i, steps, sig[i], sig[i + 1], x, denoised)):
             return check_output(denoised, "lms")
     return check_output(x, "lms")
