@@ -94,6 +94,27 @@ def _to_bf16(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).to(torch.bfloat16).to(memory_format=torch.channels_last)
 
 
+def _cpu_efficient_row(budget: float) -> None:
+    """Our CPU-efficient default U-Net (UNetConfig.cpu_efficient) at the same input as the conditional case."""
+    from unstatic.networks import UNet, UNetConfig
+
+    model = UNet(UNetConfig.cpu_efficient()).eval()
+    print("\nunstatic UNetConfig.cpu_efficient() (no attention at full resolution, 32-wide heads), 32x32x4, 77x384 context:")
+    for batch in (1, 2):
+        x, t, ctx = torch.randn(batch, 4, 32, 32), torch.full((batch,), 500.0), torch.randn(batch, 77, 384)
+        with torch.inference_mode():
+            with FlopCounterMode(display=False) as counter:
+                model(x, t, ctx)
+            gflop = counter.get_total_flops() / 1e9
+            fp32 = _median_ms(lambda: model(x, t, ctx), budget)
+            bf16_model = _to_bf16(model)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bf16 = _median_ms(lambda: bf16_model(x, t, ctx), budget)
+        print(f"  b{batch}: {gflop:.2f} GFLOP | fp32 {fp32:6.1f} ms, {gflop / fp32 * 1e3:4.0f} GFLOP/s, "
+              f"{gflop / fp32 * 1e5 / CEILING_GFLOPS['fp32']:3.0f}% of ceiling | bf16 {bf16:6.1f} ms, "
+              f"{gflop / bf16 * 1e3:4.0f} GFLOP/s, {gflop / bf16 * 1e5 / CEILING_GFLOPS['bf16']:3.0f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed repetitions per model and mode")
@@ -138,6 +159,7 @@ def main() -> None:
         bf16_vs = timings["diffusers fp32"][0] / timings["unstatic bf16"][0]
         print(f"{name:22s} {gflop:6.2f} | {cells['diffusers fp32']:>17s} | {cells['unstatic fp32']:>17s} {speedup:7.2f}x | "
               f"{cells['diffusers bf16']:>17s} | {cells['unstatic bf16']:>17s} {bf16_vs:12.2f}x | {error:12.1e} {error_bf16:8.1e}")
+    _cpu_efficient_row(args.budget)
     print("\nTargets (issue 3): unstatic fp32 >= 1.3x diffusers on the conditional U-Net at b2 and never slower; "
           "bf16 mode >= 2x diffusers fp32 with rel. err <= 3e-2.")
 

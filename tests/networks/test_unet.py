@@ -319,3 +319,17 @@ def test_class_labels_as_bare_condition():
     model = _model(config)
     with torch.no_grad():
         assert torch.equal(model(x, t, labels), model(x, t, {"class_labels": labels}))
+
+
+def test_cpu_efficient_default_has_no_full_resolution_attention_and_wide_heads():
+    from unstatic.networks.unet_config import UNetConfig as Config
+
+    config = Config.cpu_efficient(base_channels=32, cross_attention_dim=16, norm_num_groups=8)
+    model = UNet(config).eval()
+    assert not hasattr(model.down_blocks[0], "attentions") or not model.down_blocks[0].attentions
+    for level in (1, 2):
+        heads, head_dim = config.attention_shape(level, "transformer")
+        assert head_dim == 32 and heads * head_dim == config.block_out_channels[level]
+    with torch.no_grad():
+        out = model(torch.randn(2, 4, 16, 16), torch.tensor([10.0, 900.0]), torch.randn(2, 5, 16))
+    assert out.shape == (2, 4, 16, 16) and torch.equal(out, torch.zeros_like(out)), "zero-initialised output"

@@ -87,6 +87,25 @@ class UNetConfig:
                 object.__setattr__(self, f.name, tuple(value))
         self._validate()
 
+    @classmethod
+    def cpu_efficient(
+        cls, in_channels: int = 4, out_channels: int = 4, base_channels: int = 64,
+        cross_attention_dim: int | None = 384, **overrides: Any,
+    ) -> UNetConfig:
+        """Our default for models trained from scratch on CPUs: no attention at the full resolution (where
+        SD-style U-Nets spend about half their CPU time in attention over H*W tokens with 8-wide heads) and
+        32-wide heads elsewhere, the width PyTorch's CPU attention kernel handles well; linear projections
+        (one GEMM over tokens instead of a 1x1 conv) and a zero-initialised output."""
+        c = base_channels
+        options = dict(
+            in_channels=in_channels, out_channels=out_channels, block_out_channels=(c, 2 * c, 4 * c),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            mid_block_type="UNetMidBlock2DCrossAttn", num_attention_heads=None, attention_head_dim=32,
+            cross_attention_dim=cross_attention_dim, use_linear_projection=True, zero_init_out=True,
+        )
+        return cls(**{**options, **overrides})
+
     # -- derived quantities ------------------------------------------------------------------------------
 
     @property
