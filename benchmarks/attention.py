@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
-from unstatic.networks.fast_attention import attention  # noqa: E402
+from unstatic.networks.fast_attention import attention
 
 # name: (batch, heads, N queries, M keys, head_dim)
 SHAPES = {

@@ -22,23 +22,16 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "src", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from tests.references import load_diffusers_schedulers, load_k_diffusion_sampling  # noqa: E402
-from unstatic.core import EDMSchedule, get_sigmas  # noqa: E402
-from unstatic.denoisers import GaussianMixture  # noqa: E402
-from unstatic.sampling.registry import SAMPLERS  # noqa: E402
+from tests.references import load_diffusers_schedulers, load_k_diffusion_sampling
+from unstatic.core import EDMSchedule, get_sigmas
+from unstatic.denoisers import GaussianMixture
+from unstatic.sampling.registry import SAMPLERS
 
 BUDGETS = (5, 10, 15, 20, 30, 50)
 F64 = torch.float64

@@ -20,22 +20,15 @@ import argparse
 import gc
 import random
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "src", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from tests.references import load_diffusers_schedulers, load_k_diffusion_sampling  # noqa: E402
-from unstatic.core import EDMSchedule, get_sigmas  # noqa: E402
-from unstatic.sampling.registry import SAMPLERS  # noqa: E402
+from tests.references import load_diffusers_schedulers, load_k_diffusion_sampling
+from unstatic.core import EDMSchedule, get_sigmas
+from unstatic.sampling.registry import SAMPLERS
 
 SHAPE = (1, 4, 64, 64)
 TARGET_US = 25.0  # project target for deterministic unstatic samplers, per step

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from unstatic.sampling.steps import FINAL_STEPS
+
 
 class NonFiniteError(FloatingPointError):
     """A sampler was given, or produced, NaN or infinite values."""
@@ -18,8 +20,8 @@ def prepare(x: Tensor, sigmas: Tensor, final_step: str = "plain") -> tuple[list[
     The rows (``steps + 1`` tensors of shape ``[B]``, x's dtype and device) are built in one go so the loop
     does no tensor work to hand the denoiser its sigma.
     """
-    if final_step not in ("extrapolate", "plain"):
-        raise ValueError(f"final_step must be 'extrapolate' or 'plain', got {final_step!r}")
+    if final_step not in FINAL_STEPS:
+        raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}")
     if not isinstance(x, Tensor) or x.ndim < 1:
         raise TypeError("x must be a tensor with a leading batch dimension")
     sigmas = torch.as_tensor(sigmas)
