@@ -17,6 +17,7 @@ from torch import Tensor
 
 from unstatic.core import EDMSchedule, get_sigmas
 from unstatic.denoisers import GaussianMixture
+from unstatic.imaging import to_pil
 from unstatic.sampling import SAMPLERS, StepInfo, generators_from_seeds, randn_per_sample, resolve_sampler
 
 COLOURS = {"red": (0.9, 0.15, 0.1), "gold": (0.95, 0.75, 0.1), "teal": (0.1, 0.6, 0.6), "violet": (0.55, 0.25, 0.8)}
@@ -52,12 +53,6 @@ def demo_model(size: int = 32, pixel_std: float = 0.04) -> GaussianMixture:
             colour = torch.tensor(rgb, dtype=torch.float64)[:, None, None]
             means.append((sky * (1 - mask) + colour * mask) * 2 - 1)
     return GaussianMixture(torch.stack(means), torch.full((len(means),), pixel_std, dtype=torch.float64))
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    """[3, H, W] in [-1, 1] to an RGB PIL image."""
-    array = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(array, "RGB")
 
 
 @dataclass(frozen=True)
