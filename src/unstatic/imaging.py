@@ -22,6 +22,7 @@ def from_pil(image: Image.Image) -> Tensor:
     """An ``L`` or ``RGB`` PIL image to a float32 ``[C, H, W]`` tensor in [-1, 1] (other modes: convert first)."""
     if image.mode not in ("L", "RGB"):
         raise ValueError(f"expected an L or RGB image, got mode {image.mode!r}; convert it first")
-    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
-    array = array[None] if image.mode == "L" else array.permute(2, 0, 1)
-    return array.float() / 127.5 - 1
+    # numpy arithmetic: single-threaded, so data loading never wakes torch's thread pool for a tiny tensor
+    array = np.asarray(image, dtype=np.float32) / np.float32(127.5) - np.float32(1)
+    array = array[None] if image.mode == "L" else array.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(array))

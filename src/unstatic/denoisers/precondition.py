@@ -72,11 +72,18 @@ class Preconditioned:
             t = t.round()
         return t.to(sigma.device, torch.float64 if sigma.dtype == torch.float64 else torch.float32)
 
+    def raw(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:
+        """The network's own output (a ``prediction``) at sigma-frame ``(x, sigma)``, before conversion to x0.
+
+        Training compares this with the target in the network's output space, so the loss calls the network
+        exactly as sampling does.
+        """
+        c_in = INPUT_SCALINGS[self.input_scaling](per_sample(sigma, x), self.sigma_data)
+        return self.network(x * c_in, self.timestep(sigma), cond)
+
     def __call__(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:
-        s = per_sample(sigma, x)
-        c_in = INPUT_SCALINGS[self.input_scaling](s, self.sigma_data)
-        out = self.network(x * c_in, self.timestep(sigma), cond)
-        return to_x0(self.prediction, out, x, s, self.sigma_data)
+        out = self.raw(x, sigma, cond)
+        return to_x0(self.prediction, out, x, per_sample(sigma, x), self.sigma_data)
 
 
 @dataclass(frozen=True, eq=False)

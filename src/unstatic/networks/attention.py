@@ -48,8 +48,11 @@ class Attention(nn.Module):
         spatial = x.ndim == 4
         if spatial:
             b, c, h, w = x.shape
-            x = x.reshape(b, c, h * w).transpose(1, 2)
-        if self.group_norm is not None:
+            if self.group_norm is not None:
+                x = self.group_norm(x)  # on the 4-D map: PyTorch's channels-last GroupNorm kernel, no transposed copy
+            # [B, C, H, W] -> [B, H*W, C]: a free view for the channels-last maps our networks run on
+            x = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        elif self.group_norm is not None:
             x = self.group_norm(x.transpose(1, 2)).transpose(1, 2)
         context = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
@@ -58,7 +61,7 @@ class Attention(nn.Module):
         out = attention(q, k, v).transpose(1, 2).flatten(2)
         out = self.to_out[1](self.to_out[0](out))
         if spatial:
-            out = out.transpose(1, 2).reshape(b, c, h, w)
+            out = out.reshape(b, h, w, c).permute(0, 3, 1, 2)  # a channels-last view, no copy
         if self.residual_connection:
             out = out + residual
         return out / self.rescale_output_factor if self.rescale_output_factor != 1.0 else out
@@ -185,14 +188,16 @@ class Transformer2DModel(nn.Module):
         x = self.norm(x)
         if not self.use_linear_projection:
             x = self.proj_in(x)
-        x = x.permute(0, 2, 3, 1).reshape(b, h * w, -1)
+        x = x.permute(0, 2, 3, 1).reshape(b, h * w, -1)  # free for channels-last input, one copy for NCHW
         if self.use_linear_projection:
             x = self.proj_in(x)
         for block in self.transformer_blocks:
             x = block(x, context)
         if self.use_linear_projection:
             x = self.proj_out(x)
+        # [B, H*W, C] -> a channels-last [B, C, H, W] view: the 1x1 conv reads it as is (a .contiguous() here
+        # copied the map back to NCHW and made the conv and the residual add switch layouts)
         x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2)
         if not self.use_linear_projection:
-            x = self.proj_out(x.contiguous())
+            x = self.proj_out(x)
         return x + residual

@@ -318,14 +318,19 @@ class AutoencoderKL(nn.Module):
                 f"the VAE's downsampling factor"
             )
 
+    # Both halves run on channels-last (NHWC) activations, which oneDNN's convolutions and PyTorch's GroupNorm
+    # prefer (see UNet.forward); the results are handed back as plain NCHW tensors.
+
     def _moments(self, x: Tensor) -> Tensor:
-        h = self.encoder(x)
-        return self.quant_conv(h) if self.quant_conv is not None else h
+        h = self.encoder(x.contiguous(memory_format=torch.channels_last))
+        h = self.quant_conv(h) if self.quant_conv is not None else h
+        return h.contiguous()
 
     def _decode(self, z: Tensor) -> Tensor:
+        z = z.contiguous(memory_format=torch.channels_last)
         if self.post_quant_conv is not None:
             z = self.post_quant_conv(z)
-        return self.decoder(z)
+        return self.decoder(z).contiguous()
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         """Posterior ``q(z | x)`` for images ``x`` ([B, in_channels, H, W], H and W multiples of the

@@ -1,0 +1,122 @@
+"""What a trained network needs besides its weights to be sampled: the schedule it was trained on, what it
+predicts, what it is conditioned on, and the images it makes.
+
+A :class:`DiffusionSpec` is written beside the network as ``model.json``; :meth:`DiffusionSpec.denoiser`
+wraps the network into the one denoiser interface with exactly the preconditioning used in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from unstatic.core.betas import BETA_SCHEDULES, DiscreteSchedule
+from unstatic.core.continuous import EDMSchedule, FlowSchedule, NoiseSchedule
+from unstatic.core.predictions import PREDICTIONS
+from unstatic.denoisers.precondition import Preconditioned
+from unstatic.denoisers.protocol import Network
+
+SCHEDULE_KINDS = ("discrete", "edm", "flow")
+CONDITIONINGS = ("none", "class", "text")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A noise schedule by kind; only the fields of that kind are used.
+
+    - ``discrete``: DDPM betas (Ho et al. 2020) over ``num_train_timesteps`` integer timesteps.
+    - ``edm``: continuous sigma in ``[sigma_min, sigma_max]`` with ``c_noise = ln(sigma)/4`` (Karras et al. 2022).
+    - ``flow``: rectified-flow time with an optional ``shift`` (Esser et al. 2024).
+    """
+
+    kind: str = "edm"
+    beta_schedule: str = "linear"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    num_train_timesteps: int = 1000
+    zero_terminal_snr: bool = False
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    shift: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULE_KINDS:
+            raise ValueError(f"schedule.kind {self.kind!r} is not one of {', '.join(SCHEDULE_KINDS)}")
+        if self.kind == "discrete" and self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"schedule.beta_schedule {self.beta_schedule!r} is not one of {', '.join(BETA_SCHEDULES)}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"schedule needs 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
+
+    def build(self, sigma_data: float = 0.5) -> NoiseSchedule:
+        if self.kind == "discrete":
+            return DiscreteSchedule.from_config(
+                self.beta_schedule, self.beta_start, self.beta_end, self.num_train_timesteps, self.zero_terminal_snr
+            )
+        if self.kind == "edm":
+            return EDMSchedule(self.sigma_min, self.sigma_max, sigma_data)
+        return FlowSchedule(shift=self.shift, num_train_timesteps=self.num_train_timesteps)
+
+
+@dataclass(frozen=True)
+class DiffusionSpec:
+    """A network's diffusion setup. ``conditioning`` is ``none``, ``class`` (labels ``0..num_classes-1``;
+    label ``num_classes`` means "no class", the null condition guidance uses) or ``text``."""
+
+    TYPE: ClassVar[str] = "diffusion"
+    VERSION: ClassVar[int] = 1
+
+    prediction: str = "edm"
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    sigma_data: float = 0.5
+    image_size: int = 32
+    channels: int = 3
+    conditioning: str = "none"
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction {self.prediction!r} is not one of {', '.join(PREDICTIONS)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning {self.conditioning!r} is not one of {', '.join(CONDITIONINGS)}")
+        if self.conditioning == "class" and self.num_classes < 1:
+            raise ValueError("conditioning 'class' needs num_classes >= 1")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
+
+    @property
+    def null_class(self) -> int:
+        """The label that stands for "no class" (the unconditional branch of classifier-free guidance)."""
+        return self.num_classes
+
+    def build_schedule(self) -> NoiseSchedule:
+        return self.schedule.build(self.sigma_data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, ``type`` and ``version`` first."""
+        return {"type": self.TYPE, "version": self.VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffusionSpec:
+        """Inverse of :meth:`to_dict`; unknown fields and newer versions are errors, never silently dropped."""
+        data = dict(data)
+        kind, version = data.pop("type", None), data.pop("version", None)
+        if kind != cls.TYPE:
+            raise ValueError(f"model spec is of type {kind!r}, expected {cls.TYPE!r}")
+        if not isinstance(version, int) or version > cls.VERSION:
+            raise ValueError(f"model spec version {version!r} is not supported (this code reads up to {cls.VERSION})")
+        schedule = data.pop("schedule", {})
+        _reject_unknown(cls, data)
+        _reject_unknown(ScheduleSpec, schedule)
+        data["class_names"] = tuple(data.get("class_names", ()))
+        return cls(schedule=ScheduleSpec(**schedule), **data)
+
+    def denoiser(self, network: Network) -> Preconditioned:
+        """``network`` as a sigma-frame denoiser, preconditioned exactly as it was in training."""
+        return Preconditioned(network, self.build_schedule(), self.prediction, sigma_data=self.sigma_data)
+
+
+def _reject_unknown(config_class: type, data: dict[str, Any]) -> None:
+    unknown = sorted(set(data) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} fields: {unknown}")

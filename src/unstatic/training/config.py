@@ -1,0 +1,184 @@
+"""The training configuration: nested frozen dataclasses, read from TOML (or the JSON a run saved), with
+``section.field=value`` overrides from the command line. The resolved config is saved with every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from unstatic.models.spec import ScheduleSpec
+
+PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``name`` picks a dataset (``shapes``, ``folder``, ``digits``); ``options`` go to its constructor."""
+
+    name: str = "shapes"
+    resolution: int = 32
+    options: dict = field(default_factory=dict)
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: ``base_channels`` of our CPU-efficient U-Net (see ``UNetConfig.cpu_efficient``), or a full
+    ``unet`` field mapping (UNetConfig fields) that replaces it."""
+
+    base_channels: int = 32
+    unet: dict = field(default_factory=dict)
+    dropout: float = 0.0
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """What is learned: the parameterisation, the schedule, the noise levels trained on and their weights."""
+
+    prediction: str = "edm"
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    sigma_data: float = 0.5
+    noise_levels: str = "log_normal"
+    noise_level_options: dict = field(default_factory=dict)
+    weighting: str = "edm"
+    weighting_options: dict = field(default_factory=dict)
+    offset_noise: float = 0.0
+    conditioning: str = "none"
+    cond_dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW (Loshchilov & Hutter 2019) with linear warm-up then a constant or cosine learning rate."""
+
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    warmup_steps: int = 100
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    TYPE: ClassVar[str] = "train"
+    VERSION: ClassVar[int] = 1
+
+    output_dir: str = "runs/unstatic"
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    seed: int = 0
+    precision: str = "fp32"
+    device: str = "auto"
+    compile: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    sample_every: int = 500
+    sample_count: int = 16
+    sample_steps: int = 20
+    sample_sampler: str = "dpmpp_2m"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "steps", "batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_checkpoints")
+        _check_positive(self.data, "resolution")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.optim.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"optim.lr_schedule {self.optim.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.diffusion.cond_dropout <= 1:
+            raise ValueError(f"diffusion.cond_dropout must be in [0, 1], got {self.diffusion.cond_dropout}")
+        if not 0 <= self.optim.ema_decay < 1:
+            raise ValueError(f"optim.ema_decay must be in [0, 1), got {self.optim.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "version": self.VERSION, **dataclasses.asdict(self)}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _check_positive(obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(obj, name)}")
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a ``.toml`` file (or a run's saved ``train_config.json``), apply ``key.sub=value`` overrides
+    (values parsed as TOML: ``optim.lr=1e-4``, ``data.name="folder"`` or ``data.name=folder``), validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            data.pop("type", None), data.pop("version", None)
+        else:
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as error:
+                raise ValueError(f"{path} is not valid TOML: {error}") from error
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {override!r} is not of the form section.field=value")
+        _set_path(data, key.strip().split("."), _parse_value(text.strip()))
+    return config_from_mapping(TrainConfig, data)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as folder or bf16
+
+
+def _set_path(data: dict, keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ValueError(f"cannot set {'.'.join(keys)}: {key} is not a section")
+    data[keys[-1]] = value
+
+
+def config_from_mapping(config_class: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build a (nested) config dataclass from plain data, naming any unknown or mistyped field."""
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {', '.join(where + u for u in unknown)}; known: {', '.join(sorted(known))}")
+    values = {}
+    for name, value in data.items():
+        nested = _nested_class(config_class, name)
+        if nested is not None:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"config field {where}{name} must be a section (a table), got {value!r}")
+            values[name] = config_from_mapping(nested, value, f"{where}{name}.")
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return config_class(**values)
+    except TypeError as error:
+        raise ValueError(f"bad config{(' section ' + where.rstrip('.')) if where else ''}: {error}") from error
+
+
+def _nested_class(config_class: type, name: str) -> type | None:
+    value = getattr(config_class(), name)
+    return type(value) if dataclasses.is_dataclass(value) else None

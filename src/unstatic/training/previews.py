@@ -1,0 +1,30 @@
+"""Sample grids during training, so users can watch the model learn: the EMA weights, fixed seeds (the same
+images at every step), one tile per class for class-conditional models."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from unstatic.grids import image_grid
+from unstatic.models.folder import DiffusionModel
+from unstatic.sampling.from_model import sample_model
+from unstatic.training.metrics import write_atomically
+
+
+def write_previews(model: DiffusionModel, output: Path, step: int, config) -> Path:
+    """Write ``samples/step-XXXXXXXX.png`` (and ``samples/latest.png``); returns the step's path."""
+    count = config.sample_count
+    images = sample_model(model, count, sampler=config.sample_sampler, steps=config.sample_steps, seed=config.seed)
+    captions = None
+    if model.spec.conditioning == "class" and model.spec.class_names:
+        captions = [model.spec.class_names[i % model.spec.num_classes] for i in range(count)]
+    grid = image_grid(images.float().cpu(), captions=captions, scale=max(1, 64 // model.spec.image_size))
+    folder = Path(output) / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    path = folder / f"step-{step:08d}.png"
+    for target in (path, folder / "latest.png"):  # atomically, so a viewer never sees half a PNG
+        write_atomically(target, buffer.getvalue())
+    return path

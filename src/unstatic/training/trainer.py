@@ -1,0 +1,284 @@
+"""The training loop: one function, :func:`train`, the same on a laptop CPU and under ``torchrun``.
+
+Everything random in a step (noise levels, noise, condition dropout) is drawn from a generator seeded by
+``(seed, micro-batch number)`` for the whole global batch, and every process takes its slice; the data order
+is a function of the step too (:mod:`unstatic.training.batches`). Only the global RNG (dropout layers) carries
+state, and checkpoints save it. So a run that is stopped and resumed is bit-identical on CPU to one that
+was not, and W processes with batch B/W compute the same update as one process with batch B.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from unstatic.data.registry import build_dataset
+from unstatic.models.folder import DiffusionModel, save_diffusion_model
+from unstatic.models.spec import DiffusionSpec
+from unstatic.training import checkpoint as ckpt
+from unstatic.training.batches import BatchStream, EpochIndexed, derive_seed
+from unstatic.training.config import TrainConfig, config_from_mapping
+from unstatic.training.distributed import Runtime, all_sum, barrier, start, stop
+from unstatic.training.ema import EMA
+from unstatic.training.losses import diffusion_loss, drop_conditions, drop_mask, get_weighting
+from unstatic.training.lr import learning_rate
+from unstatic.training.noise_levels import get_noise_levels, sample_noise
+from unstatic.training.previews import write_previews
+from unstatic.training.reporting import TrainingMonitor
+from unstatic.training.setup import build_network, build_spec
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, mismatched checkpoint); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: Path
+    model_dir: Path
+    step: int
+    checkpoint: Path | None
+    interrupted: bool
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to save and stop after the current step; a second Ctrl-C
+    interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequest:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: no signal handling, Ctrl-C behaves as usual
+            self._previous.clear()
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _null_condition(spec: DiffusionSpec, device: torch.device) -> dict | None:
+    if spec.conditioning == "class":
+        return {"class_labels": torch.tensor([spec.null_class], device=device)}
+    return None
+
+
+def _condition(batch: dict, spec: DiffusionSpec, device: torch.device) -> dict | None:
+    if spec.conditioning == "class":
+        return {"class_labels": batch["label"].to(device)}
+    return None
+
+
+def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
+    """A checkpoint only resumes into the same model, diffusion setup and data (other settings may change)."""
+    saved = dict(saved)
+    saved.pop("type", None), saved.pop("version", None)
+    saved_config = config_from_mapping(TrainConfig, saved)
+    for section in ("model", "diffusion", "data"):
+        if getattr(saved_config, section) != getattr(config, section):
+            raise TrainingError(
+                f"the checkpoint {path} was trained with a different [{section}] section:\n"
+                f"  checkpoint: {getattr(saved_config, section)}\n  config:     {getattr(config, section)}\n"
+                "use the same settings, or a new output_dir to start afresh"
+            )
+    if saved_config.batch_size != config.batch_size or saved_config.seed != config.seed:
+        raise TrainingError(f"the checkpoint {path} used batch_size {saved_config.batch_size} and seed "
+                            f"{saved_config.seed}; resuming with other values would change the data order")
+
+
+def train(
+    config: TrainConfig, resume: bool = True, stop_after: int | None = None, progress: bool = True,
+    dataset: Dataset | None = None,
+) -> TrainResult:
+    """Train ``config`` into ``config.output_dir``, resuming from its newest checkpoint (with ``resume=False``
+    an output folder that holds checkpoints is an error, so nothing is overwritten); returns where the model went. ``dataset`` replaces the one ``config.data`` names (any dataset whose
+    items are dicts with ``image`` [C, R, R] in [-1, 1] and, for class conditioning, ``label``).
+    ``stop_after`` steps ends the run early as Ctrl-C would."""
+    runtime = start(config.device)
+    try:
+        return _Run(config, runtime, progress, dataset).run(resume, stop_after)
+    finally:
+        stop(runtime)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, runtime: Runtime, progress: bool, dataset: Dataset | None) -> None:
+        self.config, self.runtime, self.show_progress = config, runtime, progress
+        self.output = Path(config.output_dir)
+        self.checkpoints = self.output / "checkpoints"
+        if dataset is None:
+            dataset = build_dataset(config.data.name, config.data.resolution, config.data.options)
+        self.dataset = dataset
+        if len(self.dataset) == 0:
+            raise TrainingError(f"the {config.data.name} dataset is empty")
+        self.spec = build_spec(config, self.dataset)
+        torch.manual_seed(derive_seed(config.seed, 0x1A17))  # weight initialisation
+        self.network = build_network(config, self.spec).to(runtime.device)
+        self.ema = EMA(self.network, config.optim.ema_decay, config.optim.ema_warmup)
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
+        )
+        diffusion = config.diffusion
+        self.noise_levels = get_noise_levels(diffusion.noise_levels, self.spec.build_schedule(), **diffusion.noise_level_options)
+        self.weighting = get_weighting(diffusion.weighting, **diffusion.weighting_options)
+        self.null = _null_condition(self.spec, runtime.device)
+        self.step = 0
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {"step": self.step, "ema_updates": self.ema.updates, "optimizer": self.optimizer.state_dict(),
+                "rng": ckpt.rng_state(), "samples_seen": self.step * self.config.grad_accum * self.config.batch_size}
+
+    def _restore(self, path: Path) -> None:
+        weights, state, saved_config = ckpt.load_checkpoint(path)
+        _check_resumable(saved_config, self.config, path)
+        self.network.load_state_dict(weights["model"])
+        self.ema.load_state_dict(weights["ema"], state["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"])
+        self.step = state["step"]
+
+    def _save(self) -> Path | None:
+        path = None
+        if self.runtime.is_main:
+            weights = {"model": self.network.state_dict(), "ema": self.ema.state_dict()}
+            path = ckpt.save_checkpoint(self.checkpoints, self.step, weights, self._state(), self.config.to_dict(),
+                                        self.config.keep_checkpoints)
+            self._export()
+        barrier(self.runtime)
+        return path
+
+    def _ema_model(self) -> DiffusionModel:
+        network = copy.deepcopy(self.network)
+        self.ema.copy_to(network)
+        return DiffusionModel(network.eval(), self.spec)
+
+    def _export(self) -> Path:
+        """The EMA weights as a model folder that loads straight into sampling, replaced atomically."""
+        final = self.output / "model"
+        temporary = self.output / "model.tmp"
+        ckpt.replace_folder(lambda folder: save_diffusion_model(self._ema_model().network, self.spec, folder),
+                            final, temporary)
+        return final
+
+    # -- one optimizer step ------------------------------------------------------------------------------
+
+    def _micro_step(self, denoiser, batch: dict, number: int, scale: float) -> float:
+        config, runtime = self.config, self.runtime
+        x0 = batch["image"].to(runtime.device)
+        local, world = x0.shape[0], runtime.world
+        # Draw for the global batch, take this rank's rows: identical to one process with the whole batch.
+        generator = torch.Generator().manual_seed(derive_seed(config.seed, number))
+        shape = (local * world, *x0.shape[1:])
+        sigma = self.noise_levels(shape[0], generator)
+        noise = sample_noise(shape, generator, config.diffusion.offset_noise)
+        mask = drop_mask(shape[0], config.diffusion.cond_dropout, generator)
+        rows = slice(runtime.rank * local, (runtime.rank + 1) * local)
+        sigma, noise, mask = sigma[rows].to(runtime.device), noise[rows].to(runtime.device), mask[rows]
+        cond = _condition(batch, self.spec, runtime.device)
+        if cond is not None and self.null is not None:
+            cond = drop_conditions(cond, mask, self.null)
+        autocast = torch.autocast(runtime.device.type, torch.bfloat16, enabled=config.precision == "bf16")
+        with autocast:
+            loss, _ = diffusion_loss(denoiser, x0, noise, sigma, cond, self.weighting)
+        (loss * scale).backward()
+        return float(loss.detach())
+
+    def run(self, resume: bool, stop_after: int | None) -> TrainResult:
+        config, runtime = self.config, self.runtime
+        if runtime.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(self.checkpoints)
+        latest = ckpt.latest_checkpoint(self.checkpoints)
+        if latest is not None and not resume:
+            raise TrainingError(f"{self.output} already holds checkpoints (newest {latest.name}); resume it, or "
+                                "train into a new output_dir to start over")
+        if latest is not None:
+            self._restore(latest)
+        if runtime.is_main:
+            config.save(self.output / "train_config.json")
+        model = self.network
+        if config.compile:
+            model = torch.compile(model)
+        if runtime.distributed:
+            model = DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+        denoiser = self.spec.denoiser(model)  # training calls the (wrapped) network exactly as sampling will
+        stream = BatchStream(len(self.dataset), config.batch_size, config.seed, start=self.step * config.grad_accum,
+                             rank=runtime.rank, world=runtime.world,
+                             count=(config.steps - self.step) * config.grad_accum)
+        # Its own generator: a DataLoader otherwise draws its worker base seed from the global RNG, which
+        # would shift the dropout stream of a resumed run by one draw.
+        loader = DataLoader(EpochIndexed(self.dataset), batch_sampler=stream, num_workers=config.data.num_workers,
+                            generator=torch.Generator().manual_seed(derive_seed(config.seed, self.step, 0x10AD)))
+        monitor = TrainingMonitor(self.output, config, self.step, enabled=runtime.is_main and self.show_progress,
+                                  is_main=runtime.is_main)
+        batches = iter(loader)
+        last_checkpoint = latest
+        interrupted = False
+        with _StopRequest() as stop_request, monitor:
+            while self.step < config.steps:
+                loss, grad_norm = self._optimizer_step(model, denoiser, batches)
+                self.step += 1
+                monitor.record(self.step, loss, self.optimizer.param_groups[0]["lr"], grad_norm)
+                wants_stop = stop_request.requested or (stop_after is not None and self.step >= stop_after)
+                wants_stop = all_sum([float(wants_stop)], runtime)[0] > 0
+                if self.step % config.checkpoint_every == 0 or self.step == config.steps or wants_stop:
+                    last_checkpoint = self._save() or last_checkpoint
+                    monitor.plot()
+                if runtime.is_main and config.sample_every and (self.step % config.sample_every == 0 or self.step == config.steps):
+                    write_previews(self._ema_model(), self.output, self.step, config)
+                if wants_stop and self.step < config.steps:
+                    interrupted = True
+                    monitor.write(f"stopped at step {self.step}; checkpoint {last_checkpoint}; run again to resume")
+                    break
+        return TrainResult(self.output, self.output / "model", self.step, last_checkpoint, interrupted)
+
+    def _optimizer_step(self, model, denoiser, batches) -> tuple[float, float]:
+        config, runtime = self.config, self.runtime
+        lr = learning_rate(self.step, config.steps, config.optim.lr, config.optim.warmup_steps,
+                           config.optim.lr_schedule, config.optim.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.network.train()
+        losses = []
+        for micro in range(config.grad_accum):
+            number = self.step * config.grad_accum + micro
+            last = micro == config.grad_accum - 1
+            sync = nullcontext() if last or not runtime.distributed else model.no_sync()
+            with sync:
+                losses.append(self._micro_step(denoiser, next(batches), number, 1 / config.grad_accum))
+        loss = all_sum([sum(losses) / len(losses)], runtime)[0] / runtime.world
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.optim.grad_clip or math.inf))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            kept = ckpt.latest_checkpoint(self.checkpoints)
+            raise TrainingError(
+                f"the loss became {'non-finite' if not math.isfinite(loss) else 'finite but the gradient norm is not'} "
+                f"at step {self.step + 1} (loss {loss}, gradient norm {grad_norm}); nothing was saved after it. "
+                f"The last good checkpoint is {kept or '(none yet)'}. Try a lower optim.lr, optim.grad_clip, or "
+                "precision = \"fp32\"."
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.network)
+        return loss, grad_norm
