@@ -71,8 +71,7 @@ def train(config_file: Path | None, overrides: tuple[str, ...], output_dir: str 
         raise click.UsageError(str(error)) from error
     except TrainingError as error:
         raise click.ClickException(str(error)) from error
-    state = "stopped" if result.interrupted else "finished"
-    click.echo(f"{state} at step {result.step}; model: {result.model_dir}; checkpoint: {result.checkpoint}")
+    click.echo(f"{result.reason.replace('_', ' ')} at step {result.step}; model: {result.model_dir}; checkpoint: {result.checkpoint}")
 
 
 @main.command(context_settings={"show_default": True})

@@ -117,7 +117,8 @@ def test_label_names_the_first_object(mode):
             continue
         assert 0 <= item["label"] < dataset.num_classes
         name = dataset.class_names()[item["label"]]
-        assert name == {"shape": first.shape, "colour": first.colour, "shape_colour": f"{first.colour} {first.shape}"}[mode]
+        expected = {"shape": first.shape, "colour": first.colour, "shape_colour": f"{first.colour} {first.shape}"}
+        assert name == expected[mode]
         seen.add(item["label"])
     if mode in ("shape", "colour"):
         assert len(seen) == dataset.num_classes

@@ -213,7 +213,8 @@ def test_loss_and_weighting_errors_name_the_bad_value():
         get_weighting("min_snr", gamma=0.0)
     with pytest.raises(ValueError, match="unknown prediction 'epsilon'"):
         min_snr_weighting()(sigma, "epsilon", 0.5)
-    torch.testing.assert_close(get_weighting("min_snr", gamma=1.0)(sigma, "eps", 0.5), min_snr_weighting(1.0)(sigma, "eps", 0.5))
+    built = get_weighting("min_snr", gamma=1.0)
+    torch.testing.assert_close(built(sigma, "eps", 0.5), min_snr_weighting(1.0)(sigma, "eps", 0.5))
 
 
 # ---- condition dropout (classifier-free guidance training) ----

@@ -82,6 +82,7 @@ class TrainConfig:
     precision: str = "fp32"
     device: str = "auto"
     compile: bool = False
+    time_limit_minutes: float = 0.0  # stop (saving a checkpoint and samples) after this long; 0 = no limit
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 3

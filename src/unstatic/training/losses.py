@@ -37,7 +37,9 @@ def _check_prediction(prediction: str) -> None:
         raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
 
 
-def training_target(prediction: str, x0: Tensor, noise: Tensor, sigma: Tensor | float, sigma_data: float = 0.5) -> Tensor:
+def training_target(
+    prediction: str, x0: Tensor, noise: Tensor, sigma: Tensor | float, sigma_data: float = 0.5
+) -> Tensor:
     """What a network of kind ``prediction`` should output at ``x = x0 + sigma * noise``.
 
     Equal to ``from_x0(prediction, x0, x, sigma)`` but written in ``x0`` and ``noise`` so nothing cancels:

@@ -1,10 +1,10 @@
 """The noise a training example is corrupted with: its level (sigma samplers) and the noise itself.
 
 Each sampler is a callable ``(n, generator) -> sigma`` returning ``n`` sigma-frame noise levels as float32
-on the generator's device (CPU for the usual CPU generator); the math runs in float64 first. Samplers are built by the
-small factories below (``functools.partial`` objects, so they print their settings and pickle) and looked up
-by name in :data:`NOISE_LEVELS` through :func:`get_noise_levels`. :func:`sample_noise` draws the noise,
-with optional offset noise.
+on the generator's device (CPU for the usual CPU generator); the math runs in float64 first. Samplers are
+built by the small factories below (``functools.partial`` objects, so they print their settings and
+pickle) and looked up by name in :data:`NOISE_LEVELS` through :func:`get_noise_levels`.
+:func:`sample_noise` draws the noise, with optional offset noise.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def logit_normal(mean: float = 0.0, std: float = 1.0, shift: float = 1.0) -> Noi
     return partial(_draw_logit_normal, mean=float(mean), std=float(std), shift=float(shift))
 
 
-def _draw_uniform_continuous(n: int, generator: torch.Generator, *, schedule: NoiseSchedule, low: float, high: float) -> Tensor:
+def _draw_uniform_continuous(
+    n: int, generator: torch.Generator, *, schedule: NoiseSchedule, low: float, high: float
+) -> Tensor:
     _check_count(n)
     u = torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64)
     return schedule.sigma_at((low + (high - low) * u).cpu()).to(generator.device, torch.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import signal
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,11 @@ class TrainResult:
     model_dir: Path
     step: int
     checkpoint: Path | None
-    interrupted: bool
+    reason: str  # "finished", "stopped" (Ctrl-C, SIGTERM or stop_after) or "time_limit"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.reason != "finished"
 
 
 class _StopRequest:
@@ -233,25 +238,29 @@ class _Run:
         monitor = TrainingMonitor(self.output, config, self.step, enabled=runtime.is_main and self.show_progress,
                                   is_main=runtime.is_main)
         batches = iter(loader)
-        last_checkpoint = latest
-        interrupted = False
+        last_checkpoint, reason = latest, "finished"
+        started = time.monotonic()
         with _StopRequest() as stop_request, monitor:
             while self.step < config.steps:
                 loss, grad_norm = self._optimizer_step(model, denoiser, batches)
                 self.step += 1
                 monitor.record(self.step, loss, self.optimizer.param_groups[0]["lr"], grad_norm)
-                wants_stop = stop_request.requested or (stop_after is not None and self.step >= stop_after)
-                wants_stop = all_sum([float(wants_stop)], runtime)[0] > 0
-                if self.step % config.checkpoint_every == 0 or self.step == config.steps or wants_stop:
+                out_of_time = 0 < config.time_limit_minutes * 60 <= time.monotonic() - started
+                asked = stop_request.requested or (stop_after is not None and self.step >= stop_after)
+                # Every process must stop at the same step: agree on the flags.
+                asked, out_of_time = (value > 0 for value in all_sum([float(asked), float(out_of_time)], runtime))
+                last = self.step == config.steps or asked or out_of_time
+                if self.step % config.checkpoint_every == 0 or last:
                     last_checkpoint = self._save() or last_checkpoint
                     monitor.plot()
-                if runtime.is_main and config.sample_every and (self.step % config.sample_every == 0 or self.step == config.steps):
+                if runtime.is_main and config.sample_every and (self.step % config.sample_every == 0 or last):
                     write_previews(self._ema_model(), self.output, self.step, config)
-                if wants_stop and self.step < config.steps:
-                    interrupted = True
-                    monitor.write(f"stopped at step {self.step}; checkpoint {last_checkpoint}; run again to resume")
+                if last and self.step < config.steps:
+                    reason = "stopped" if asked else "time_limit"
+                    monitor.write(f"{reason.replace('_', ' ')} at step {self.step}; checkpoint {last_checkpoint}; "
+                                  "run the same command again to continue")
                     break
-        return TrainResult(self.output, self.output / "model", self.step, last_checkpoint, interrupted)
+        return TrainResult(self.output, self.output / "model", self.step, last_checkpoint, reason)
 
     def _optimizer_step(self, model, denoiser, batches) -> tuple[float, float]:
         config, runtime = self.config, self.runtime

@@ -52,7 +52,7 @@ def object_phrase(obj: ShapeObject, rng: random.Random, phrasing: Phrasing, form
     form = form or rng.choice(phrasing.objects)
     return with_article(
         form.format(
-            size=rng.choice(phrasing.sizes["small"]),
+            size=rng.choice(phrasing.sizes[obj.size]),
             colour=rng.choice(phrasing.colours[obj.colour]),
             shape=rng.choice(phrasing.shapes[obj.shape]),
         )

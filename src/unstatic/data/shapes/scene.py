@@ -28,6 +28,8 @@ class Background:
     direction: str | None = None
 
     def __post_init__(self) -> None:
+        if len(self.colours) not in (1, 2):
+            raise ValueError(f"a background has 1 or 2 colours, got {len(self.colours)}")
         for name in self.colours:
             if name not in BACKGROUNDS:
                 raise ValueError(f"background colour {name!r} is not one of {', '.join(BACKGROUNDS)}")
@@ -35,8 +37,6 @@ class Background:
             raise ValueError("a solid background (one colour) takes no gradient direction")
         if len(self.colours) == 2 and self.direction not in GRADIENT_DIRECTIONS:
             raise ValueError(f"gradient direction {self.direction!r} is not one of {', '.join(GRADIENT_DIRECTIONS)}")
-        if len(self.colours) not in (1, 2):
-            raise ValueError(f"a background has 1 or 2 colours, got {len(self.colours)}")
 
     @property
     def is_gradient(self) -> bool:

@@ -9,7 +9,7 @@ drawn on a background it stands out from (`colours_contrasting`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 
 RGB = tuple[int, int, int]
@@ -100,7 +100,7 @@ def _distance_to_segment(point: RGB, start: RGB, end: RGB) -> float:
 
 
 @cache
-def colours_contrasting(background: Sequence[str]) -> tuple[str, ...]:
+def colours_contrasting(background: tuple[str, ...]) -> tuple[str, ...]:
     """Object colours at least ``MIN_CONTRAST`` from every colour a background (1 or 2 names) shows.
 
     A two-colour gradient blends linearly, so every colour on the segment between its ends is checked.
