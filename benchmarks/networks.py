@@ -11,6 +11,7 @@ forward (median of interleaved repetitions), GFLOP/s, fraction of this machine's
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -62,6 +63,24 @@ def _median_ms(fn, budget: float) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1e3
+
+
+def _interleaved_median_ms(fns: dict, budget: float, min_rounds: int = 5, max_rounds: int = 50) -> dict:
+    """Median ms of each callable, timed in a fresh random order each round, so that load from other
+    processes on this shared machine falls on all of them alike (sequential blocks gave ratios off by 20 %)."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    start, rounds = time.perf_counter(), 0
+    while rounds < min_rounds or (time.perf_counter() - start < budget and rounds < max_rounds):
+        order = list(fns)
+        random.Random(rounds).shuffle(order)
+        for name in order:
+            t = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t)
+        rounds += 1
+    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
 
 def _cases(tmp: Path):
@@ -117,7 +136,7 @@ def _cpu_efficient_row(budget: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed repetitions per model and mode")
+    parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed repetitions per model and mode (all four interleaved)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
@@ -132,7 +151,7 @@ def main() -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 got_bf16 = run_ours(ours_bf16)
             error_bf16 = float((got_bf16.float() - expected).abs().max() / expected.abs().max())
-            timings = {}
+            runs = {}
             for label, model, runner, mode in (
                 ("diffusers fp32", reference, run_ref, "fp32"), ("unstatic fp32", ours, run_ours, "fp32"),
                 ("diffusers bf16", ref_bf16, run_ref, "bf16"), ("unstatic bf16", ours_bf16, run_ours, "bf16"),
@@ -143,7 +162,9 @@ def main() -> None:
                             return runner(model)
                     return runner(model)
 
-                timings[label] = (_median_ms(call, args.budget), mode)
+                runs[label] = (call, mode)
+            medians = _interleaved_median_ms({label: call for label, (call, _) in runs.items()}, 4 * args.budget)
+            timings = {label: (medians[label], mode) for label, (_, mode) in runs.items()}
             rows.append((name, gflop, timings, error, error_bf16))
             print(f"... {name} done", flush=True)
 

@@ -89,15 +89,20 @@ def parity(models: dict, forwards: dict, batch) -> None:
             model.zero_grad(set_to_none=True)
         ref, ours = grads["diffusers"], grads["unstatic"]
         missing = sorted(set(ref) ^ set(ours))
+        shared = sorted(set(ref) & set(ours))
+        scale = max(float(ref[n].abs().max()) for n in shared)
+        # Gradients that are zero in exact arithmetic (key biases under softmax, a bias right before a
+        # per-channel GroupNorm) are pure rounding noise; judge every tensor against at least 1e-3 of the largest.
         worst, worst_name = 0.0, ""
-        for n in set(ref) & set(ours):
-            err = float((ours[n] - ref[n]).abs().max() / ref[n].abs().max().clamp_min(1e-30))
+        for n in shared:
+            err = float((ours[n] - ref[n]).abs().max()) / max(float(ref[n].abs().max()), 1e-3 * scale)
             if err > worst:
                 worst, worst_name = err, n
+        overall = max(float((ours[n] - ref[n]).abs().max()) for n in shared) / scale
         loss_err = abs(losses["unstatic"] - losses["diffusers"]) / abs(losses["diffusers"])
         mode = "bf16" if bf16 else "fp32"
         print(f"parity {mode}: loss diffusers {losses['diffusers']:.6f} unstatic {losses['unstatic']:.6f} (rel. diff {loss_err:.1e}); "
-              f"worst grad rel. err {worst:.1e} ({worst_name}); {len(ref)} grads compared"
+              f"grads: max |diff| / max |grad| {overall:.1e}, worst tensor {worst:.1e} ({worst_name}); {len(shared)} compared"
               + (f"; names in only one model: {missing[:4]}" if missing else ""))
 
 
