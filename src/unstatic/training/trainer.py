@@ -13,7 +13,7 @@ import copy
 import math
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,22 @@ class _StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def _explain_out_of_memory(config: TrainConfig, step: int, per_process: int):
+    """Turn an allocation failure (CUDA or CPU) into advice instead of a stack of allocator internals."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
+            raise
+        raise TrainingError(
+            f"out of memory at step {step} with {per_process} images per process: lower batch_size, or keep the "
+            f"effective batch with grad_accum (e.g. --set batch_size={max(1, config.batch_size // 2)} "
+            f"--set grad_accum={config.grad_accum * 2}), or set model.gradient_checkpointing = true or "
+            f'precision = "bf16". ({str(error).splitlines()[0][:200]})'
+        ) from error
 
 
 def _null_condition(spec: DiffusionSpec, device: torch.device) -> dict | None:
@@ -274,7 +290,7 @@ class _Run:
             number = self.step * config.grad_accum + micro
             last = micro == config.grad_accum - 1
             sync = nullcontext() if last or not runtime.distributed else model.no_sync()
-            with sync:
+            with sync, _explain_out_of_memory(config, self.step + 1, config.batch_size // runtime.world):
                 losses.append(self._micro_step(denoiser, next(batches), number, 1 / config.grad_accum))
         loss = all_sum([sum(losses) / len(losses)], runtime)[0] / runtime.world
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.optim.grad_clip or math.inf))
