@@ -163,3 +163,27 @@ def test_out_of_memory_gives_advice(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "diffusion_loss", allocation_failure)
     with pytest.raises(TrainingError, match=r"out of memory at step 1 .*batch_size=2 --set grad_accum=2"):
         train(tiny_config(tmp_path), dataset=TinyImages(), progress=False)
+
+
+def test_trains_on_an_image_folder_by_name(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    for label in ("cats", "dogs"):
+        (images / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (12, 10), (40 * i, 200 if label == "dogs" else 20, 90)).save(images / label / f"{i}.png")
+    config = tiny_config(tmp_path / "run", "steps=1", 'data.name="folder"', f'data.options={{root = "{images}"}}')
+    result = train(config, progress=False)
+    model = load_diffusion_model(result.model_dir)
+    assert model.spec.channels == 3 and model.spec.class_names == ("cats", "dogs")
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path):
+    eager = train(tiny_config(tmp_path / "eager", "steps=2", "model.dropout=0.0"), dataset=TinyImages(), progress=False)
+    compiled = train(tiny_config(tmp_path / "compiled", "steps=2", "model.dropout=0.0", "compile=true"),
+                     dataset=TinyImages(), progress=False)
+    a, b = (load_checkpoint(r.checkpoint)[0]["model"] for r in (eager, compiled))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
