@@ -60,7 +60,9 @@ class ScheduleSpec:
 @dataclass(frozen=True)
 class DiffusionSpec:
     """A network's diffusion setup. ``conditioning`` is ``none``, ``class`` (labels ``0..num_classes-1``;
-    label ``num_classes`` means "no class", the null condition guidance uses) or ``text``."""
+    label ``num_classes`` means "no class", the null condition guidance uses) or ``text`` (the network
+    cross-attends to the per-token states of ``text_encoder``, a name in :mod:`unstatic.text`'s registry,
+    padded to ``text_max_length`` tokens; the empty prompt is the null condition)."""
 
     TYPE: ClassVar[str] = "diffusion"
     VERSION: ClassVar[int] = 1
@@ -73,6 +75,8 @@ class DiffusionSpec:
     conditioning: str = "none"
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
+    text_encoder: str = ""
+    text_max_length: int = 0
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -81,6 +85,8 @@ class DiffusionSpec:
             raise ValueError(f"conditioning {self.conditioning!r} is not one of {', '.join(CONDITIONINGS)}")
         if self.conditioning == "class" and self.num_classes < 1:
             raise ValueError("conditioning 'class' needs num_classes >= 1")
+        if self.conditioning == "text" and (not self.text_encoder or self.text_max_length < 1):
+            raise ValueError("conditioning 'text' needs text_encoder and text_max_length >= 1")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
 

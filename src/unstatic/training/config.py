@@ -51,6 +51,8 @@ class DiffusionConfig:
     offset_noise: float = 0.0
     conditioning: str = "none"
     cond_dropout: float = 0.1
+    text_encoder: str = "minilm"
+    text_max_length: int = 32
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class TrainConfig:
     sample_count: int = 16
     sample_steps: int = 20
     sample_sampler: str = "dpmpp_2m"
+    sample_guidance: float = 1.0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)

@@ -12,11 +12,15 @@ from unstatic.sampling.from_model import sample_model
 from unstatic.training.metrics import write_atomically
 
 
-def write_previews(model: DiffusionModel, output: Path, step: int, config) -> Path:
-    """Write ``samples/step-XXXXXXXX.png`` (and ``samples/latest.png``); returns the step's path."""
+def write_previews(model: DiffusionModel, output: Path, step: int, config, prompts=None, conditioner=None) -> Path:
+    """Write ``samples/step-XXXXXXXX.png`` (and ``samples/latest.png``); returns the step's path. Text models
+    draw ``prompts`` (the trainer passes the first captions of the dataset), captioned under each tile."""
     count = config.sample_count
-    images = sample_model(model, count, sampler=config.sample_sampler, steps=config.sample_steps, seed=config.seed)
-    captions = None
+    prompts = list(prompts)[:count] if model.spec.conditioning == "text" else None
+    count = len(prompts) if prompts is not None else count
+    images = sample_model(model, count, sampler=config.sample_sampler, steps=config.sample_steps, seed=config.seed,
+                          prompts=prompts, conditioner=conditioner, guidance_scale=config.sample_guidance)
+    captions = prompts
     if model.spec.conditioning == "class" and model.spec.class_names:
         captions = [model.spec.class_names[i % model.spec.num_classes] for i in range(count)]
     grid = image_grid(images.float().cpu(), captions=captions, scale=max(1, 64 // model.spec.image_size))

@@ -19,30 +19,35 @@ def build_spec(config: TrainConfig, dataset) -> DiffusionSpec:
     num_classes, class_names = dataset_classes(dataset) if diffusion.conditioning == "class" else (0, ())
     if diffusion.conditioning == "class" and num_classes < 1:
         raise ValueError(f"diffusion.conditioning = 'class' but the {config.data.name} dataset has no class labels")
-    if diffusion.conditioning == "text":
-        raise ValueError("diffusion.conditioning = 'text' is not available yet; use 'class' or 'none'")
+    if diffusion.conditioning == "text" and not isinstance(dataset[0].get("caption"), str):
+        raise ValueError(f"diffusion.conditioning = 'text' but the {config.data.name} dataset has no captions")
+    text = dict(text_encoder=diffusion.text_encoder, text_max_length=diffusion.text_max_length) \
+        if diffusion.conditioning == "text" else {}
     return DiffusionSpec(
         prediction=diffusion.prediction, schedule=diffusion.schedule, sigma_data=diffusion.sigma_data,
         image_size=sample.shape[-1], channels=sample.shape[0], conditioning=diffusion.conditioning,
-        num_classes=num_classes, class_names=class_names,
+        num_classes=num_classes, class_names=class_names, **text,
     )
 
 
-def unet_config(config: TrainConfig, spec: DiffusionSpec) -> UNetConfig:
+def unet_config(config: TrainConfig, spec: DiffusionSpec, context_width: int | None = None) -> UNetConfig:
     """``model.unet`` fields if given, else our CPU-efficient U-Net of ``model.base_channels``; sized for the
-    data's channels and resolution, with one extra class embedding for the null class of guidance."""
+    data's channels and resolution, with one extra class embedding for the null class of guidance, and
+    cross-attention to ``context_width``-wide text states for text models."""
     model = config.model
     fixed = dict(in_channels=spec.channels, out_channels=spec.channels, sample_size=spec.image_size, dropout=model.dropout)
     if spec.conditioning == "class":
         fixed.update(class_embed_type="embedding", num_class_embeds=spec.num_classes + 1)
+    if spec.conditioning == "text":
+        fixed.update(cross_attention_dim=context_width)
     if model.unet:  # lists (TOML/JSON arrays) become the config's tuples
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in model.unet.items()}
         return UNetConfig(**{**fields, **fixed})
-    return UNetConfig.cpu_efficient(base_channels=model.base_channels, cross_attention_dim=None, **fixed)
+    return UNetConfig.cpu_efficient(base_channels=model.base_channels, **{"cross_attention_dim": None, **fixed})
 
 
-def build_network(config: TrainConfig, spec: DiffusionSpec) -> nn.Module:
-    network = UNet(unet_config(config, spec))
+def build_network(config: TrainConfig, spec: DiffusionSpec, context_width: int | None = None) -> nn.Module:
+    network = UNet(unet_config(config, spec, context_width))
     factor = 2 ** network.config.num_downsamplings
     if spec.image_size % factor:
         raise ValueError(f"data.resolution {spec.image_size} must be divisible by {factor}, the U-Net's down-sampling factor")

@@ -22,8 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from unstatic.data.registry import build_dataset
+from unstatic.models.conditioning import Conditioner
 from unstatic.models.folder import DiffusionModel, save_diffusion_model
-from unstatic.models.spec import DiffusionSpec
 from unstatic.training import checkpoint as ckpt
 from unstatic.training.batches import BatchStream, EpochIndexed, derive_seed
 from unstatic.training.config import TrainConfig, config_from_mapping
@@ -96,18 +96,6 @@ def _explain_out_of_memory(config: TrainConfig, step: int, per_process: int):
         ) from error
 
 
-def _null_condition(spec: DiffusionSpec, device: torch.device) -> dict | None:
-    if spec.conditioning == "class":
-        return {"class_labels": torch.tensor([spec.null_class], device=device)}
-    return None
-
-
-def _condition(batch: dict, spec: DiffusionSpec, device: torch.device) -> dict | None:
-    if spec.conditioning == "class":
-        return {"class_labels": batch["label"].to(device)}
-    return None
-
-
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     """A checkpoint only resumes into the same model, diffusion setup and data (other settings may change)."""
     saved = dict(saved)
@@ -151,8 +139,10 @@ class _Run:
         if len(self.dataset) == 0:
             raise TrainingError(f"the {config.data.name} dataset is empty")
         self.spec = build_spec(config, self.dataset)
+        self.conditioner = Conditioner(self.spec, runtime.device)
+        width = self.conditioner.text_encoder.width if self.spec.conditioning == "text" else None
         torch.manual_seed(derive_seed(config.seed, 0x1A17))  # weight initialisation
-        self.network = build_network(config, self.spec).to(runtime.device)
+        self.network = build_network(config, self.spec, width).to(runtime.device)
         self.ema = EMA(self.network, config.optim.ema_decay, config.optim.ema_warmup)
         optim = config.optim
         self.optimizer = torch.optim.AdamW(
@@ -161,7 +151,7 @@ class _Run:
         diffusion = config.diffusion
         self.noise_levels = get_noise_levels(diffusion.noise_levels, self.spec.build_schedule(), **diffusion.noise_level_options)
         self.weighting = get_weighting(diffusion.weighting, **diffusion.weighting_options)
-        self.null = _null_condition(self.spec, runtime.device)
+        self.null = self.conditioner.null()
         self.step = 0
 
     # -- state ------------------------------------------------------------------------------------------
@@ -194,6 +184,11 @@ class _Run:
         self.ema.copy_to(network)
         return DiffusionModel(network.eval(), self.spec)
 
+    def _preview_prompts(self) -> list[str] | None:
+        if self.spec.conditioning != "text":
+            return None
+        return [self.dataset[i]["caption"] for i in range(min(self.config.sample_count, len(self.dataset)))]
+
     def _export(self) -> Path:
         """The EMA weights as a model folder that loads straight into sampling, replaced atomically."""
         final = self.output / "model"
@@ -216,8 +211,8 @@ class _Run:
         mask = drop_mask(shape[0], config.diffusion.cond_dropout, generator)
         rows = slice(runtime.rank * local, (runtime.rank + 1) * local)
         sigma, noise, mask = sigma[rows].to(runtime.device), noise[rows].to(runtime.device), mask[rows]
-        cond = _condition(batch, self.spec, runtime.device)
-        if cond is not None and self.null is not None:
+        cond = self.conditioner.from_batch(batch)
+        if cond is not None:
             cond = drop_conditions(cond, mask, self.null)
         autocast = torch.autocast(runtime.device.type, torch.bfloat16, enabled=config.precision == "bf16")
         with autocast:
@@ -270,7 +265,8 @@ class _Run:
                     last_checkpoint = self._save() or last_checkpoint
                     monitor.plot()
                 if runtime.is_main and config.sample_every and (self.step % config.sample_every == 0 or last):
-                    write_previews(self._ema_model(), self.output, self.step, config)
+                    write_previews(self._ema_model(), self.output, self.step, config, self._preview_prompts(),
+                                   self.conditioner)
                 if last and self.step < config.steps:
                     reason = "stopped" if asked else "time_limit"
                     monitor.write(f"{reason.replace('_', ' ')} at step {self.step}; checkpoint {last_checkpoint}; "
