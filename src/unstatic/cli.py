@@ -74,47 +74,70 @@ def train(config_file: Path | None, overrides: tuple[str, ...], output_dir: str 
     click.echo(f"{result.reason.replace('_', ' ')} at step {result.step}; model: {result.model_dir}; checkpoint: {result.checkpoint}")
 
 
+_GENERATION_OPTIONS = [
+    click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                 help="A model folder (e.g. the model/ folder a training run writes)."),
+    click.option("--sampler", default="dpmpp_2m", help="Any sampler name or alias (see `unstatic samplers`)."),
+    click.option("--scheduler", default=None, help="Sigma spacing; default: the one the sampler name implies, else karras."),
+    click.option("--steps", default=20, type=click.IntRange(1, 1000)),
+    click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1), help="Seed of the first image (image i uses seed + i); default: random."),
+    click.option("--guidance", "guidance_scale", default=5.0, type=float, help="Classifier-free guidance scale (1 = off)."),
+    click.option("--negative", "negative_prompt", default="", help="Negative prompt (text models)."),
+]
+
+
+def _generation_options(command):
+    for option in reversed(_GENERATION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _generate(model_dir: Path, prompts: list[str], images: int, steps: int, **options):
+    from unstatic.pipelines.txt2img import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_folder(model_dir)
+    with click.progressbar(length=steps, label="sampling") as bar:
+        return pipe(prompts, num_images=images, num_inference_steps=steps, callback=lambda info: bar.update(1), **options)
+
+
 @main.command(context_settings={"show_default": True})
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("prompt", default="")
+@click.option("--images", default=1, type=click.IntRange(1, 256), help="Images per prompt.")
+@click.option("--out", default="unstatic.png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output PNG; with several images, -1, -2, ... are added before the suffix.")
+@_generation_options
+def generate(prompt: str, images: int, out: Path, model_dir: Path, steps: int, **options) -> None:
+    """Generate images from a prompt (a class name for class models, nothing for unconditional ones); each PNG
+    carries its parameters as A1111 writes them."""
+    try:
+        results = _generate(model_dir, [prompt], images, steps, **options)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.UsageError(str(error)) from error
+    for i, result in enumerate(results):
+        path = out if len(results) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
+        result.save(path)
+        click.echo(f"wrote {path} (seed {result.seed})")
+
+
+@main.command(context_settings={"show_default": True})
+@click.option("--label", "labels", multiple=True, help="Class name or number (repeatable; each gets a row); text models: a prompt.")
+@click.option("--images", default=8, type=click.IntRange(1, 256), help="Images per label (or in all, for unconditional models).")
 @click.option("--out", default="samples.png", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--images", default=16, type=click.IntRange(1, 256))
-@click.option("--sampler", default="dpmpp_2m", help="Any sampler name or alias (see `unstatic samplers`).")
-@click.option("--scheduler", default=None, help="Sigma spacing; default: the one the sampler name implies, else karras.")
-@click.option("--steps", default=20, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, type=int, help="Seed of the first image; image i uses seed + i.")
-@click.option("--label", "labels", multiple=True, help="Class name or number for class-conditional models (repeatable; cycled).")
-@click.option("--guidance", default=1.0, type=float, help="Classifier-free guidance scale (class models).")
-def sample(model_dir: Path, out: Path, images: int, sampler: str, scheduler: str | None, steps: int, seed: int,
-           labels: tuple[str, ...], guidance: float) -> None:
-    """Sample a grid of images from a trained model folder (e.g. the `model/` folder a training run writes)."""
+@_generation_options
+def sample(labels: tuple[str, ...], images: int, out: Path, model_dir: Path, steps: int, **options) -> None:
+    """Sample a grid of images from a model folder: one row per label, or a square grid."""
     from unstatic.grids import image_grid
-    from unstatic.models import load_diffusion_model
-    from unstatic.sampling.from_model import sample_model
+    from unstatic.imaging import from_pil
 
     try:
-        model = load_diffusion_model(model_dir)
-        chosen = _class_numbers(labels, model.spec.class_names) if labels else None
-        chosen = [chosen[i % len(chosen)] for i in range(images)] if chosen else None
-        with click.progressbar(length=steps, label="sampling") as bar:
-            result = sample_model(model, images, sampler=sampler, steps=steps, scheduler=scheduler, seed=seed,
-                                  labels=chosen, guidance_scale=guidance, callback=lambda info: bar.update(1))
+        results = _generate(model_dir, list(labels) or [""], images, steps, **options)
     except (ValueError, FileNotFoundError) as error:
         raise click.UsageError(str(error)) from error
     out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(result).save(out)
-    click.echo(f"wrote {out} ({images} images, {sampler}, {steps} steps, seeds {seed}..{seed + images - 1})")
-
-
-def _class_numbers(labels: tuple[str, ...], class_names: tuple[str, ...]) -> list[int]:
-    numbers = []
-    for label in labels:
-        if label.isdigit():
-            numbers.append(int(label))
-        elif label in class_names:
-            numbers.append(class_names.index(label))
-        else:
-            raise ValueError(f"unknown class {label!r}; this model's classes: {', '.join(class_names) or '(none)'}")
-    return numbers
+    grid = image_grid([from_pil(r.image) for r in results], nrow=images if labels else None,
+                      captions=[r.prompt for r in results] if labels else None)
+    grid.save(out)
+    click.echo(f"wrote {out} ({len(results)} images, seeds {results[0].seed}..{results[-1].seed})")
 
 
 if __name__ == "__main__":

@@ -47,11 +47,18 @@ def test_train_then_sample_from_the_cli(tmp_path):
     assert trained.exit_code == 0, trained.output
     assert "finished at step 2" in trained.output
     out = tmp_path / "grid.png"
-    sampled = runner.invoke(main, ["sample", str(tmp_path / "run" / "model"), "--images", "3", "--steps", "2",
-                                   "--label", "seven", "--label", "1", "--guidance", "2", "--out", str(out)])
+    sampled = runner.invoke(main, ["sample", "--model", str(tmp_path / "run" / "model"), "--images", "3", "--steps", "2",
+                                   "--label", "seven", "--label", "1", "--guidance", "2", "--out", str(out), "--seed", "3"])
     assert sampled.exit_code == 0, sampled.output
     assert out.stat().st_size > 100
-    bad_label = runner.invoke(main, ["sample", str(tmp_path / "run" / "model"), "--label", "eleven", "--out", str(out)])
+    generated = runner.invoke(main, ["generate", "seven", "--model", str(tmp_path / "run" / "model"), "--images", "2",
+                                     "--steps", "2", "--seed", "5", "--out", str(tmp_path / "digit.png")])
+    assert generated.exit_code == 0, generated.output
+    from PIL import Image
+
+    infotext = Image.open(tmp_path / "digit-2.png").text["parameters"]
+    assert infotext.startswith("seven\n") and "Seed: 6" in infotext and "Steps: 2" in infotext and "Sampler: DPM++ 2M" in infotext
+    bad_label = runner.invoke(main, ["sample", "--model", str(tmp_path / "run" / "model"), "--label", "eleven", "--out", str(out)])
     assert bad_label.exit_code == 2 and "unknown class 'eleven'" in bad_label.output
 
 

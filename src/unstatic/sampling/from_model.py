@@ -50,11 +50,14 @@ def sample_model(
     guidance_scale: float = 1.0,
     callback: Callback | None = None,
     conditioner: Conditioner | None = None,
+    height: int | None = None,
+    width: int | None = None,
 ) -> Tensor:
     """``count`` images ``[count, C, H, W]`` in the data range ([-1, 1]); image i starts from seed ``seed + i``,
     so it does not depend on ``count``. Class models take ``labels``, text models ``prompts`` (and a
     ``negative_prompt``); ``guidance_scale`` > 1 adds classifier-free guidance. Pass a ``conditioner`` to reuse
-    a loaded text encoder across calls."""
+    a loaded text encoder across calls. ``height``/``width`` default to the training resolution; U-Nets are
+    convolutional, so other sizes divisible by the down-sampling factor work too (quality may drop)."""
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     spec = model.spec
@@ -64,7 +67,11 @@ def sample_model(
     name, implied = resolve_sampler(sampler)
     sigmas = get_sigmas(scheduler or implied or "karras", steps, spec.build_schedule()).to(device)
     generators = generators_from_seeds(range(seed, seed + count))
-    x = randn_per_sample((count, spec.channels, spec.image_size, spec.image_size), generators).to(device) * sigmas[0]
+    height, width = height or spec.image_size, width or spec.image_size
+    factor = 2 ** getattr(getattr(model.network, "config", None), "num_downsamplings", 0)
+    if height < factor or width < factor or height % factor or width % factor:
+        raise ValueError(f"height and width must be positive multiples of {factor} for this model, got {height}x{width}")
+    x = randn_per_sample((count, spec.channels, height, width), generators).to(device) * sigmas[0]
     denoiser = spec.denoiser(model.network)
     if cond is not None and guidance_scale != 1.0:
         denoiser, cond = ClassifierFreeGuidance(denoiser, cond, uncond, guidance_scale), None

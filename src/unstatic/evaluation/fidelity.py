@@ -1,0 +1,129 @@
+"""Prompt fidelity: does a generated image show what its prompt asked for?
+
+An image *matches* its prompt's scene when the reader finds every object of the scene in its grid cell with the
+right shape and colour, and no other object ("shapes, colours and positions match"); size is checked only on
+request, since most captions leave it unsaid. Fractions come with Wilson score intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from unstatic.data.shapes import ShapesDataset
+from unstatic.data.shapes.scene import Scene
+from unstatic.data.shapes.vocabulary import COLOURS, GRID, SIZES
+from unstatic.evaluation.shapes_reader import SHAPE_CLASSES, ShapesReader
+
+GROUPS = ("single", "relation", "holdout", "paraphrase")
+WORLD_LENGTH = 10**9  # ShapesDataset only needs the length to bound indices; prompt sets never reach it
+RELATION_SCAN = 50  # relation prompts: indices scanned per prompt wanted before giving up
+
+
+@dataclass(frozen=True)
+class ReadObject:
+    """One object the reader found: its grid cell ``(row, col)`` and its labels."""
+
+    cell: tuple[int, int]
+    shape: str
+    colour: str
+    size: str
+
+
+@dataclass(frozen=True)
+class ReadScene:
+    """What the reader sees in one image: the objects of its occupied cells, in row-major cell order."""
+
+    objects: tuple[ReadObject, ...]
+
+
+@torch.no_grad()
+def read_scenes(reader: ShapesReader, images: Tensor, batch_size: int = 512) -> list[ReadScene]:
+    """Read ``images`` ``[N, 3, R, R]`` in [-1, 1]: each cell's most likely shape (or empty), colour and size."""
+    reader.eval()
+    scenes = []
+    for start in range(0, len(images), batch_size):
+        logits = reader(images[start : start + batch_size].float())
+        shape, colour, size = (logits[k].argmax(-1).tolist() for k in ("shape", "colour", "size"))
+        for s_row, c_row, z_row in zip(shape, colour, size):
+            scenes.append(ReadScene(tuple(
+                ReadObject(divmod(cell, GRID), SHAPE_CLASSES[s], COLOURS[c], SIZES[z])
+                for cell, (s, c, z) in enumerate(zip(s_row, c_row, z_row))
+                if s != 0
+            )))  # fmt: skip
+    return scenes
+
+
+def matches(read: ReadScene, scene: Scene, check_size: bool = False) -> bool:
+    """True when ``read`` holds exactly ``scene``'s objects: same cells, shapes and colours (and sizes if asked)."""
+
+    def key(obj: ReadObject | object) -> tuple:
+        labels = (tuple(obj.cell), obj.shape, obj.colour)
+        return labels + (obj.size,) if check_size else labels
+
+    return sorted(map(key, read.objects)) == sorted(map(key, scene.objects))
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927; Brown, Cai & DasGupta 2001, Eq. 4):
+    ``(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)``; 95 % for the default ``z``."""
+    if total < 1 or not 0 <= successes <= total:
+        raise ValueError(f"need 0 <= successes <= total and total >= 1, got successes={successes}, total={total}")
+    p, n = successes / total, total
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return max((centre - half) / scale, 0.0), min((centre + half) / scale, 1.0)
+
+
+def fidelity_report(
+    reader: ShapesReader, images: Tensor, scenes: Sequence[Scene], groups: Sequence[str], check_size: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Fraction of ``images`` matching their ``scenes``, per group name (one per image), plus ``"all"``.
+
+    Each entry is ``{"matched", "total", "fraction", "low", "high"}``, the last two a 95 % Wilson interval."""
+    if not len(images) == len(scenes) == len(groups):
+        raise ValueError(f"images, scenes and groups must have one entry each, got {len(images)}, {len(scenes)}, {len(groups)}")
+    hits = [matches(r, s, check_size) for r, s in zip(read_scenes(reader, images), scenes)]
+    report = {}
+    for name in [*dict.fromkeys(groups), "all"]:
+        chosen = [h for h, g in zip(hits, groups) if name in ("all", g)]
+        low, high = wilson_interval(sum(chosen), len(chosen))
+        report[name] = {"matched": sum(chosen), "total": len(chosen), "fraction": sum(chosen) / len(chosen),
+                        "low": low, "high": high}  # fmt: skip
+    return report
+
+
+def prompt_set(kind: str, count: int, seed: int) -> list[tuple[str, Scene]]:
+    """``count`` evaluation prompts ``(caption, scene)`` of one kind, drawn from the shapes world ``seed``:
+
+    * ``"single"``: one-object scenes, training-style captions;
+    * ``"relation"``: two-object scenes whose caption states a relation between them ("a above b");
+    * ``"holdout"``: holdout-split scenes (each has a held-out colour-shape combination), 1-3 objects;
+    * ``"paraphrase"``: train-split scenes, 1-3 objects, captions in the unseen "paraphrase" style.
+
+    Use a seed the generator was not trained on, so the scenes are new to it."""
+    if kind not in GROUPS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, GROUPS))}, got {kind!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    options = {
+        "single": dict(min_objects=1, max_objects=1),
+        "relation": dict(min_objects=2, max_objects=2),
+        "holdout": dict(split="holdout"),
+        "paraphrase": dict(captions="paraphrase"),
+    }[kind]
+    world = ShapesDataset(length=WORLD_LENGTH, seed=seed, label=None, **options)
+    prompts = []
+    for index in range(count * (RELATION_SCAN if kind == "relation" else 1)):
+        scene = world.scene(index)
+        caption = world.describe(index, scene)
+        if kind != "relation" or caption.claims:
+            prompts.append((caption.text, scene))
+        if len(prompts) == count:
+            return prompts
+    raise RuntimeError(f"found only {len(prompts)} {kind} prompts in {count * RELATION_SCAN} scenes of seed {seed}")
