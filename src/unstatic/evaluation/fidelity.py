@@ -77,7 +77,10 @@ def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float,
     centre = p + z * z / (2 * n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     scale = 1 + z * z / n
-    return max((centre - half) / scale, 0.0), min((centre + half) / scale, 1.0)
+    # at p = 0 or 1 the interval touches the boundary exactly; set it so round-off cannot leave a 1e-16 gap
+    low = 0.0 if successes == 0 else max((centre - half) / scale, 0.0)
+    high = 1.0 if successes == total else min((centre + half) / scale, 1.0)
+    return low, high
 
 
 def fidelity_report(

@@ -93,7 +93,8 @@ def real_floor(reader: ShapesReader, n: int, seed_a: int, seed_b: int) -> float:
                             extract_features(reader, world_renders(n, seed_b, r)[0]))  # fmt: skip
 
 
-def _words(caption: str) -> set[str]:
+def caption_words(caption: str) -> set[str]:
+    """The lower-case words of a caption, punctuation (but not hyphens) removed."""
     return set(caption.lower().translate(str.maketrans("", "", string.punctuation.replace("-", ""))).split())
 
 
@@ -101,7 +102,7 @@ def caption_variants(caption: str, scene: Scene, count: int, rng: random.Random)
     """``count`` scenes ``caption`` describes as well as ``scene``: colours and shapes kept, and cells, sizes and
     background kept only where the caption states them (placement words, size words, a background colour
     name); what is unsaid, and the jitter inside each cell, is redrawn as the shapes world draws it."""
-    words = _words(caption)
+    words = caption_words(caption)
     keep_cells = bool(words & PLACEMENT_WORDS)
     keep_sizes = bool(words & SIZE_WORDS)
     keep_background = bool(words & set(BACKGROUNDS))
