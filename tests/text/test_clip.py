@@ -26,8 +26,8 @@ def tokenizer() -> transformers.CLIPTokenizer:
     return transformers.CLIPTokenizer.from_pretrained(TOKENIZER, local_files_only=True)
 
 
-def tiny_config(tokenizer: transformers.CLIPTokenizer, **overrides: object) -> transformers.CLIPTextConfig:
-    options = dict(
+def tiny_config(tokenizer: transformers.CLIPTokenizer) -> transformers.CLIPTextConfig:
+    return transformers.CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=48,
@@ -39,7 +39,6 @@ def tiny_config(tokenizer: transformers.CLIPTokenizer, **overrides: object) -> t
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return transformers.CLIPTextConfig(**{**options, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,7 @@ def without_last_layers(model: transformers.CLIPTextModel, dropped: int) -> tran
     missing, unexpected = shorter.load_state_dict(model.state_dict(), strict=False)
     kept = LAYERS - dropped
     assert not missing
-    assert all(any(key.startswith(f"encoder.layers.{i}.") for i in range(kept, LAYERS)) for key in unexpected)
+    assert all(any(f"encoder.layers.{i}." in key for i in range(kept, LAYERS)) for key in unexpected)
     return shorter
 
 

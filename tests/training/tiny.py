@@ -14,8 +14,16 @@ TINY_UNET = {
 }
 
 
+TINY_TEXT_UNET = {
+    **TINY_UNET, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "use_linear_projection": True,
+}
+
+
 class TinyImages(Dataset):
-    """``count`` smooth 1x8x8 images (a blob whose position depends on the label) with 3 class labels."""
+    """``count`` smooth 1x8x8 images (a blob whose position depends on the label) with 3 class labels and
+    captions naming the blob's side."""
 
     num_classes = 3
     class_names = ("left", "middle", "right")
@@ -37,12 +45,12 @@ class TinyImages(Dataset):
         image = (2 * blob - 1)[None]
         if self.nan_at is not None and index == self.nan_at:
             image = torch.full_like(image, float("nan"))
-        return {"image": image, "label": label}
+        return {"image": image, "label": label, "caption": f"a blob on the {self.class_names[label]}"}
 
 
-def tiny_config(output_dir, *overrides: str):
+def tiny_config(output_dir, *overrides: str, unet: dict = TINY_UNET):
     """A config for TinyImages: class-conditional, dropout on (so the RNG state matters), small everything."""
-    unet = "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in TINY_UNET.items() if v is not None) + "}"
+    unet = "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in unet.items() if v is not None) + "}"
     base = [
         f'output_dir = "{output_dir}"', "steps = 6", "batch_size = 4", "log_every = 1", "checkpoint_every = 3",
         "keep_checkpoints = 2", "sample_every = 0", "data.resolution = 8", f"model.unet = {unet}",
@@ -54,6 +62,8 @@ def tiny_config(output_dir, *overrides: str):
 def _toml(value) -> str:
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)

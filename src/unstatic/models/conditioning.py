@@ -27,7 +27,7 @@ class Conditioner:
             from unstatic.text import CachedEncoder, load_text_encoder
 
             encoder = load_text_encoder(self.spec.text_encoder, device=self.device, max_length=self.spec.text_max_length)
-            self._text = CachedEncoder(encoder)
+            self._text = CachedEncoder(encoder, max_entries=1024)  # ~50 MB of MiniLM rows at 32 tokens
         return self._text
 
     def labels(self, labels: Sequence[int] | Tensor) -> dict[str, Tensor]:

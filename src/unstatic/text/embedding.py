@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-INSTALL_HINT = "pip install 'unstatic[text]'"
+INSTALL_HINT = "reinstall unstatic (pip install -c constraints.txt -e .), which depends on it"
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ def load_text_encoder(name: str = "minilm", device: torch.device | str = "cpu", 
     ``"minilm"``: `MiniLMEncoder` (options: ``path``, ``max_length``, ``torch_dtype``).
     ``"clip"``: `CLIPTextEncoder.from_folders` (options: ``text_encoder`` and ``tokenizer`` folders, required;
     ``clip_skip``, ``max_length``, ``torch_dtype``).
-    Missing optional packages raise an ImportError that says ``pip install 'unstatic[text]'``.
+    Missing packages raise an ImportError that says how to reinstall.
     """
     if name == "minilm":
         from unstatic.text.minilm import MiniLMEncoder

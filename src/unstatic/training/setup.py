@@ -51,5 +51,8 @@ def build_network(config: TrainConfig, spec: DiffusionSpec, context_width: int |
     factor = 2 ** network.config.num_downsamplings
     if spec.image_size % factor:
         raise ValueError(f"data.resolution {spec.image_size} must be divisible by {factor}, the U-Net's down-sampling factor")
+    if spec.conditioning == "text" and not network.config.has_cross_attention:
+        raise ValueError("diffusion.conditioning = 'text' needs a U-Net with cross-attention (CrossAttn* blocks); "
+                         "model.unet has none, so the text would be ignored")
     network.gradient_checkpointing = config.model.gradient_checkpointing
     return network
