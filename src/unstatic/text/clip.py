@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from unstatic.text.embedding import TextEmbedding, TruncationWarner, check_prompts, import_transformers
+from unstatic.text.embedding import quiet_loading, TextEmbedding, TruncationWarner, check_prompts, import_transformers
 
 WITH_PROJECTION = "CLIPTextModelWithProjection"
 
@@ -87,7 +87,8 @@ class CLIPTextEncoder:
             else transformers.CLIPTextModel
         )
         # .to() rather than a dtype argument: its name changed across transformers versions (torch_dtype -> dtype)
-        model = model_class.from_pretrained(text_encoder, local_files_only=True).to(dtype=torch_dtype)
+        with quiet_loading(transformers):
+            model = model_class.from_pretrained(text_encoder, local_files_only=True).to(dtype=torch_dtype)
         clip_tokenizer = transformers.CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True)
         return cls(model, clip_tokenizer, clip_skip=clip_skip, max_length=max_length, device=device)
 

@@ -9,6 +9,8 @@ A diffusion U-Net conditions on the per-token hidden states through cross-attent
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +98,20 @@ def import_transformers() -> ModuleType:
     except ImportError as error:
         raise ImportError(f"text encoders need the 'transformers' package: {INSTALL_HINT}") from error
     return transformers
+
+
+@contextmanager
+def quiet_loading(transformers: ModuleType):
+    """Hide transformers' per-load "Loading weights" bar (a local file loads in milliseconds), restoring the
+    user's global setting afterwards."""
+    logging = transformers.utils.logging
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def check_prompts(prompts: Sequence[str]) -> list[str]:

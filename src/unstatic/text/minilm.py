@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unstatic.text.embedding import INSTALL_HINT, TextEmbedding, TruncationWarner, check_prompts, import_transformers
+from unstatic.text.embedding import quiet_loading, INSTALL_HINT, TextEmbedding, TruncationWarner, check_prompts, import_transformers
 
 
 def bundled_minilm_path() -> Path:
@@ -65,7 +65,8 @@ class MiniLMEncoder:
             raise FileNotFoundError(f"no MiniLM model at path={str(folder)!r} (expected config.json there)")
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         # .to() rather than a dtype argument: its name changed across transformers versions (torch_dtype -> dtype)
-        self.model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).to(dtype=torch_dtype)
+        with quiet_loading(transformers):
+            self.model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).to(dtype=torch_dtype)
         self.model.to(device).eval().requires_grad_(False)
         positions = self.model.config.max_position_embeddings
         if not 2 <= max_length <= positions:
