@@ -81,11 +81,14 @@ def test_bad_features_are_named():
 
 
 def test_real_floor_small_next_to_noise(reader):
-    floor = real_floor(reader, 200, seed_a=101, seed_b=202)
-    renders, _ = world_renders(200, 303, 32)
-    noise = torch.rand(200, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    """At equal sample size (small here, so the floor carries the estimator's finite-sample bias), two sets of
+    renders are much closer than renders and noise, and a larger sample lowers the floor."""
+    floor = real_floor(reader, 300, seed_a=101, seed_b=202)
+    renders, _ = world_renders(300, 303, 32)
+    noise = torch.rand(300, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     to_noise = frechet_distance(extract_features(reader, renders), extract_features(reader, noise))
-    assert floor < 0.2 * to_noise, (floor, to_noise)
+    assert floor < 0.4 * to_noise, (floor, to_noise)
+    assert real_floor(reader, 100, seed_a=101, seed_b=202) > floor
 
 
 def test_placement_words_agree_with_templates():

@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from unstatic.data.shapes import COLOURS, SHAPES, SIZES, ShapesDataset
+from unstatic.evaluation.fidelity import matches, read_scenes
 from unstatic.evaluation.shapes_reader import (
     IGNORE,
     ShapesReader,
     ShapesReaderConfig,
     default_reader_folder,
     load_reader,
+    match_resolution,
     render_scenes,
     scene_targets,
 )
@@ -97,10 +99,22 @@ def test_committed_reader_reads_fresh_renders():
     reader = load_reader(default_reader_folder(32))
     images, targets = validation_set(200, 32, seed=424_242)
     accuracy = head_accuracy(reader, images, targets)
-    for head in ("occupancy", "shape", "colour", "size", "scene"):
+    for head in ("occupancy", "shape", "colour", "size"):
         assert accuracy[head] >= 0.95, (head, accuracy)
+    assert accuracy["scene"] >= 0.88, accuracy  # every cell right at once: the product of the per-cell rates
 
 
 def test_missing_resolution_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="resolution 16"):
         default_reader_folder(16)
+
+
+def test_64_pixel_images_are_read_through_area_downsampling():
+    """No 64x64 reader is committed: 64x64 images are area-averaged to 32x32 and read by the 32x32 reader."""
+    reader = load_reader(default_reader_folder(32))
+    world = ShapesDataset(length=100, seed=515_151, label=None)
+    scenes = [world.scene(i) for i in range(100)]
+    read = read_scenes(reader, render_scenes(scenes, 64))
+    assert sum(matches(r, s) for r, s in zip(read, scenes)) >= 88
+    with pytest.raises(ValueError, match="multiple of 32"):
+        match_resolution(torch.zeros(1, 3, 48, 48), 32)

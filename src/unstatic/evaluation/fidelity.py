@@ -17,7 +17,7 @@ from torch import Tensor
 from unstatic.data.shapes import ShapesDataset
 from unstatic.data.shapes.scene import Scene
 from unstatic.data.shapes.vocabulary import COLOURS, GRID, SIZES
-from unstatic.evaluation.shapes_reader import SHAPE_CLASSES, ShapesReader
+from unstatic.evaluation.shapes_reader import SHAPE_CLASSES, ShapesReader, match_resolution
 
 GROUPS = ("single", "relation", "holdout", "paraphrase")
 WORLD_LENGTH = 10**9  # ShapesDataset only needs the length to bound indices; prompt sets never reach it
@@ -43,8 +43,10 @@ class ReadScene:
 
 @torch.no_grad()
 def read_scenes(reader: ShapesReader, images: Tensor, batch_size: int = 512) -> list[ReadScene]:
-    """Read ``images`` ``[N, 3, R, R]`` in [-1, 1]: each cell's most likely shape (or empty), colour and size."""
+    """Read ``images`` ``[N, 3, S, S]`` in [-1, 1] (S a multiple of the reader's resolution; see
+    :func:`match_resolution`): each cell's most likely shape (or empty), colour and size."""
     reader.eval()
+    images = match_resolution(images, reader.config.resolution)
     scenes = []
     for start in range(0, len(images), batch_size):
         logits = reader(images[start : start + batch_size].float())

@@ -23,12 +23,12 @@ from unstatic.data.shapes.phrasing import STYLES
 from unstatic.data.shapes.random_scene import place, random_background
 from unstatic.data.shapes.scene import Scene
 from unstatic.data.shapes.vocabulary import BACKGROUNDS, GRID
-from unstatic.evaluation.shapes_reader import ShapesReader, render_scenes
+from unstatic.evaluation.shapes_reader import ShapesReader, match_resolution, render_scenes
 
 # Words that only the position and relation phrases of either caption style use (checked against the
 # templates in the tests): a caption containing one pins its objects' cells.
 PLACEMENT_WORDS = frozenset(
-    "left right top bottom centre center middle above below over under beneath underneath higher lower upper "
+    "left right top bottom centre center centred middle high low above below over under beneath underneath higher lower upper "
     "left-hand right-hand top-left top-right bottom-left bottom-right".split()
 )
 SIZE_WORDS = frozenset(w for style in STYLES.values() for names in style.sizes.values() for n in names for w in n.split())
@@ -37,8 +37,10 @@ MAX_TRIES = 1000
 
 @torch.no_grad()
 def extract_features(reader: ShapesReader, images: Tensor, batch_size: int = 512) -> Tensor:
-    """``reader.features`` of ``images`` ``[N, 3, R, R]`` in [-1, 1], batched: ``[N, feature_dim]``."""
+    """``reader.features`` of ``images`` ``[N, 3, S, S]`` in [-1, 1], batched: ``[N, feature_dim]``. S may be a
+    multiple of the reader's resolution (area-downsampled first, see :func:`match_resolution`)."""
     reader.eval()
+    images = match_resolution(images, reader.config.resolution)
     return torch.cat([reader.features(images[i : i + batch_size].float()) for i in range(0, len(images), batch_size)])
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unstatic.data.shapes.render import render
@@ -158,3 +159,15 @@ def default_reader_folder(resolution: int) -> Path:
         trained = sorted(p.name for p in WEIGHTS_DIR.glob("shapes_reader_*"))
         raise FileNotFoundError(f"no committed shapes reader for resolution {resolution} in {WEIGHTS_DIR}; have {trained}")
     return folder
+
+
+def match_resolution(images: Tensor, resolution: int) -> Tensor:
+    """``images`` ``[N, 3, S, S]`` brought to the reader's ``resolution`` by area averaging (box filter) when
+    ``S`` is a multiple of it: a 64x64 generation is read by the 32x32 reader this way. Both are estimates of
+    pixel-area coverage, so an area-averaged 64x64 render is close to the 32x32 render of the same scene (a
+    fifth of an 8-bit level apart on average, up to ~50 levels on a few outline pixels, where the renderer's
+    one-pixel ramp is not an exact area); other sizes raise ``ValueError``."""
+    side = images.shape[-1]
+    if images.ndim != 4 or images.shape[-2] != side or side % resolution:
+        raise ValueError(f"images must be [N, 3, S, S] with S a multiple of {resolution}, got shape {tuple(images.shape)}")
+    return images if side == resolution else F.avg_pool2d(images, side // resolution)

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from unstatic.data.shapes import ShapesDataset
 from unstatic.data.shapes.render import render
-from unstatic.evaluation.shapes_reader import IGNORE, ShapesReader, ShapesReaderConfig, scene_targets
+from unstatic.evaluation.shapes_reader import IGNORE, ShapesReader, ShapesReaderConfig, load_reader, scene_targets
 from unstatic.networks.weights import save_model
 
 LOG_NAME = "training_log.jsonl"
@@ -137,7 +137,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = (out / LOG_NAME).open("w")
+    log = (out / LOG_NAME).open("a" if args.init else "w")  # a continued run appends to its log
 
     def write(record: dict) -> None:
         log.write(json.dumps(record) + "\n")
@@ -149,7 +149,12 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     targets = scene_targets(scenes)
     write({"event": "pool", "scenes": len(scenes), "seconds": round(time.perf_counter() - begin, 1), **vars(args)})
 
-    reader = ShapesReader(ShapesReaderConfig(resolution=args.resolution))
+    if args.init:  # continue from a saved reader (a second schedule, e.g. longer training at a lower rate)
+        reader = load_reader(args.init)
+        if reader.config.resolution != args.resolution:
+            raise ValueError(f"--init reader has resolution {reader.config.resolution}, not --resolution {args.resolution}")
+    else:
+        reader = ShapesReader(ShapesReaderConfig(resolution=args.resolution))
     optimiser = torch.optim.AdamW(reader.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(args.seed)
     reader.train()
@@ -190,7 +195,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--pool", type=int, default=60_000, help="pre-rendered scenes to draw batches from")
     parser.add_argument("--val-count", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="world seed of the training pool (and of the RNGs)")
+    parser.add_argument("--init", default=None, help="folder of a saved reader to continue training from")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=50)
     args = parser.parse_args(argv)
