@@ -13,7 +13,7 @@ largest for gradients that are zero in exact arithmetic).
 Then models and modes are timed in a fresh random order each round; the table shows the median images/s and
 unstatic's ratio to diffusers.
 
-    .venv/bin/python -m benchmarks.training_step [--batch 32] [--rounds 7] [--steps 3] [--attention default|none]
+    .venv/bin/python -m benchmarks.training_step [--batch 32] [--rounds 7] [--steps 3] [--attention default|none] [--nchw]
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (median over them)")
     parser.add_argument("--steps", type=int, default=3, help="training steps per timed measurement")
     parser.add_argument("--attention", choices=sorted(BLOCK_TYPES), default="default", help="block types (see BLOCK_TYPES)")
+    parser.add_argument("--nchw", action="store_true", help="run unstatic in NCHW instead of its default channels-last layout")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -121,6 +122,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(Path(tmp) / "unet")
         ours = load_diffusers_unet(Path(tmp) / "unet").train()
+    if args.nchw:  # the activations follow the conv weights' layout (unstatic.networks.memory_format)
+        ours.to(memory_format=torch.contiguous_format)
     models = {"diffusers": reference, "unstatic": ours}
     forwards = {"diffusers": lambda m, x, t: m(x, t).sample, "unstatic": lambda m, x, t: m(x, t)}
     gen = torch.Generator().manual_seed(0)
@@ -143,7 +146,8 @@ def main() -> None:
             rates[(name, bf16)].append(args.steps * args.batch / (time.perf_counter() - start))
         print(f"... round {r + 1}/{args.rounds}", flush=True)
 
-    print(f"\nTraining step, UNet2DModel (32, 64, 128) attention={args.attention}, 32x32x3, batch {args.batch}, AdamW; "
+    layout = "NCHW" if args.nchw else "channels-last"
+    print(f"\nTraining step, UNet2DModel (32, 64, 128) attention={args.attention}, 32x32x3, batch {args.batch}, AdamW, unstatic {layout}; "
           f"median images/s over {args.rounds} rounds of {args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'mode':6s} | {'diffusers':>10s} | {'unstatic':>10s} | {'ratio':>6s}")
     for mode, bf16 in (("fp32", False), ("bf16", True)):

@@ -2,6 +2,8 @@
 same numbers for either input layout, keep a channels-last map channels-last, and the networks must hand back
 plain contiguous NCHW tensors."""
 
+import copy
+
 import pytest
 import torch
 
@@ -70,3 +72,34 @@ def test_vae_returns_contiguous_nchw_for_either_input_layout():
         assert t.is_contiguous()
     torch.testing.assert_close(mean_cl, mean, rtol=0, atol=0)
     torch.testing.assert_close(image_cl, image, rtol=0, atol=0)
+
+
+def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_conv_weights_are_channels_last_when_built_loaded_and_cast(tmp_path):
+    """The weights must stay in the activations' layout, or every conv call copies its kernel."""
+    from unstatic.networks.weights import load_model, save_model
+
+    model = _model(CONFIGS["latent"])
+    loaded = load_model(save_model(model, tmp_path / "unet"))
+    vae = load_model(save_model(tiny_vae(), tmp_path / "vae"))
+    for m in (model, loaded, copy.deepcopy(loaded).to(torch.bfloat16), vae):
+        weights = _conv_weights(m)
+        assert weights and all(w.is_contiguous(memory_format=CL) for w in weights)
+    state = loaded.state_dict()  # handed out as plain contiguous tensors, so safetensors can save it as is
+    assert all(t.is_contiguous() for t in state.values())
+    assert all(t.is_contiguous(memory_format=CL) for t in loaded.state_dict(keep_vars=True).values() if t.ndim == 4)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0)
+
+
+def test_nchw_weights_switch_the_whole_network_to_nchw_with_the_same_result():
+    config = CONFIGS["pixel"]
+    model = _model(config)
+    nchw_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    assert all(w.is_contiguous() for w in _conv_weights(nchw_model))
+    x, t, cond = _inputs(config)
+    with torch.no_grad():
+        torch.testing.assert_close(nchw_model(x, t, cond), model(x, t, cond), rtol=0, atol=1e-5)

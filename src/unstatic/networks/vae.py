@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from unstatic.networks.attention import Attention
+from unstatic.networks.memory_format import activation_format, use_channels_last
 from unstatic.networks.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from unstatic.networks.tiling import tiled_map
 
@@ -303,6 +304,7 @@ class AutoencoderKL(nn.Module):
         c = config.latent_channels
         self.quant_conv = nn.Conv2d(2 * c, 2 * c, 1) if config.use_quant_conv else None
         self.post_quant_conv = nn.Conv2d(c, c, 1) if config.use_post_quant_conv else None
+        use_channels_last(self)  # conv weights in the activations' layout (see memory_format.py)
 
     # -- raw encoder / decoder ----------------------------------------------------------------------------
 
@@ -318,16 +320,16 @@ class AutoencoderKL(nn.Module):
                 f"the VAE's downsampling factor"
             )
 
-    # Both halves run on channels-last (NHWC) activations, which oneDNN's convolutions and PyTorch's GroupNorm
-    # prefer (see UNet.forward); the results are handed back as plain NCHW tensors.
+    # Both halves run their activations in the conv weights' layout, channels-last by default (see
+    # memory_format.py); the results are handed back as plain NCHW tensors.
 
     def _moments(self, x: Tensor) -> Tensor:
-        h = self.encoder(x.contiguous(memory_format=torch.channels_last))
+        h = self.encoder(x.contiguous(memory_format=activation_format(self.encoder.conv_in.weight)))
         h = self.quant_conv(h) if self.quant_conv is not None else h
         return h.contiguous()
 
     def _decode(self, z: Tensor) -> Tensor:
-        z = z.contiguous(memory_format=torch.channels_last)
+        z = z.contiguous(memory_format=activation_format(self.decoder.conv_in.weight))
         if self.post_quant_conv is not None:
             z = self.post_quant_conv(z)
         return self.decoder(z).contiguous()

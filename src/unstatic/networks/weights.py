@@ -23,6 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from unstatic.networks.memory_format import use_channels_last
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -121,6 +123,8 @@ def build_with_weights(
         model.load_state_dict(tensors, strict=True)
         if device is not None:
             model.to(device)
+    if getattr(model, "_plain_state_dict_hook", False):  # assign=True took the stored NCHW layout: restore channels-last
+        use_channels_last(model)
     return model.eval()
 
 
