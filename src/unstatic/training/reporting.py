@@ -47,7 +47,11 @@ class TrainingMonitor:
     def plot(self) -> Path | None:
         if self.log is None:
             return None
-        return plot_loss_curve(read_metrics(self.metrics_path), self.output / "loss.png", title="training loss")
+        records = read_metrics(self.metrics_path)
+        # Smooth over about a tenth of the run, whatever log_every is: 0.98 per record lags far behind on a
+        # short run logged every 20 steps.
+        smoothing = min(0.98, max(0.0, 1 - 10 / max(len(records), 1)))
+        return plot_loss_curve(records, self.output / "loss.png", smoothing=smoothing, title="training loss")
 
     def write(self, message: str) -> None:
         self.progress.write(message)
