@@ -15,6 +15,7 @@ from unstatic.core.continuous import EDMSchedule, FlowSchedule, NoiseSchedule
 from unstatic.core.predictions import PREDICTIONS
 from unstatic.denoisers.precondition import Preconditioned
 from unstatic.denoisers.protocol import Network
+from unstatic.networks.weights import strip_type_and_version
 
 SCHEDULE_KINDS = ("discrete", "edm", "flow")
 CONDITIONINGS = ("none", "class", "text")
@@ -105,12 +106,7 @@ class DiffusionSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiffusionSpec:
         """Inverse of :meth:`to_dict`; unknown fields and newer versions are errors, never silently dropped."""
-        data = dict(data)
-        kind, version = data.pop("type", None), data.pop("version", None)
-        if kind != cls.TYPE:
-            raise ValueError(f"model spec is of type {kind!r}, expected {cls.TYPE!r}")
-        if not isinstance(version, int) or version > cls.VERSION:
-            raise ValueError(f"model spec version {version!r} is not supported (this code reads up to {cls.VERSION})")
+        data = strip_type_and_version(cls, data)
         schedule = data.pop("schedule", {})
         _reject_unknown(cls, data)
         _reject_unknown(ScheduleSpec, schedule)

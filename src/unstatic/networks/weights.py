@@ -50,15 +50,22 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {"type": type(config).TYPE, "version": type(config).VERSION, **fields}
 
 
-def config_from_dict(config_class: type, data: Mapping[str, Any]) -> Any:
-    """Rebuild a config saved by :func:`config_to_dict`; its ``type`` must match and its ``version`` must not
-    be newer than ``config_class`` knows. Unknown fields are an error (they would be silently dropped)."""
+def strip_type_and_version(config_class: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` without its ``type`` and ``version``, after checking that the type is ``config_class.TYPE`` and
+    the version is one ``config_class`` can read."""
     data = dict(data)
     kind, version = data.pop("type", None), data.pop("version", None)
     if kind != config_class.TYPE:
         raise ValueError(f"config is of type {kind!r}, expected {config_class.TYPE!r}")
     if not isinstance(version, int) or version > config_class.VERSION:
         raise ValueError(f"config version {version!r} is not supported (this code reads versions up to {config_class.VERSION})")
+    return data
+
+
+def config_from_dict(config_class: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a config saved by :func:`config_to_dict`; its ``type`` must match and its ``version`` must not
+    be newer than ``config_class`` knows. Unknown fields are an error (they would be silently dropped)."""
+    data = strip_type_and_version(config_class, data)
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(data) - names)
     if unknown:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from unstatic.text.embedding import quiet_loading, TextEmbedding, TruncationWarner, check_prompts, import_transformers
+from unstatic.text.embedding import empty_embedding, quiet_loading, tokenize_fixed, TextEmbedding, TruncationWarner, check_prompts, import_transformers
 
 WITH_PROJECTION = "CLIPTextModelWithProjection"
 
@@ -103,13 +103,8 @@ class CLIPTextEncoder:
         """Encode prompts to a fixed-length `TextEmbedding` (float32, on this encoder's device)."""
         prompts = check_prompts(prompts)
         if not prompts:
-            empty = torch.zeros(0, self.max_length, self.width, device=self.device)
-            return TextEmbedding(empty, torch.zeros(0, self.pooled_width, device=self.device))
-        untruncated = self.tokenizer(prompts)["input_ids"]
-        self.truncation.check(prompts, [len(ids) for ids in untruncated], self.max_length)
-        input_ids = self.tokenizer(
-            prompts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
-        )["input_ids"].to(self.device)
+            return empty_embedding(self.max_length, self.width, self.pooled_width, self.device)
+        input_ids = tokenize_fixed(self.tokenizer, prompts, self.max_length, self.truncation, self.device)["input_ids"]
         output = self.text_model(input_ids, output_hidden_states=self.clip_skip > 1)
         if self.clip_skip == 1:
             context = output.last_hidden_state  # already through final_layer_norm

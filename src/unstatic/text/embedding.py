@@ -114,6 +114,18 @@ def quiet_loading(transformers: ModuleType):
             logging.enable_progress_bar()
 
 
+def tokenize_fixed(tokenizer, prompts: list[str], max_length: int, truncation: "TruncationWarner", device) -> dict:
+    """Tokens padded to ``max_length`` (truncated, with a warning the first time a prompt is cut), on ``device``."""
+    untruncated = tokenizer(prompts)["input_ids"]
+    truncation.check(prompts, [len(ids) for ids in untruncated], max_length)
+    return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").to(device)
+
+
+def empty_embedding(max_length: int, width: int, pooled_width: int, device) -> TextEmbedding:
+    """The embedding of no prompts at all (zero rows), shaped like any other."""
+    return TextEmbedding(torch.zeros(0, max_length, width, device=device), torch.zeros(0, pooled_width, device=device))
+
+
 def check_prompts(prompts: Sequence[str]) -> list[str]:
     """The prompts as a list of strings; a bare string is refused because it would encode character by character."""
     if isinstance(prompts, str):

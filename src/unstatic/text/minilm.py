@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unstatic.text.embedding import quiet_loading, INSTALL_HINT, TextEmbedding, TruncationWarner, check_prompts, import_transformers
+from unstatic.text.embedding import empty_embedding, quiet_loading, tokenize_fixed, INSTALL_HINT, TextEmbedding, TruncationWarner, check_prompts, import_transformers
 
 
 def bundled_minilm_path() -> Path:
@@ -82,13 +82,8 @@ class MiniLMEncoder:
         """Encode prompts to a fixed-length `TextEmbedding` (float32, on this encoder's device)."""
         prompts = check_prompts(prompts)
         if not prompts:
-            empty = torch.zeros(0, self.max_length, self.width, device=self.device)
-            return TextEmbedding(empty, torch.zeros(0, self.pooled_width, device=self.device))
-        untruncated = self.tokenizer(prompts)["input_ids"]
-        self.truncation.check(prompts, [len(ids) for ids in untruncated], self.max_length)
-        tokens = self.tokenizer(
-            prompts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
-        ).to(self.device)
+            return empty_embedding(self.max_length, self.width, self.pooled_width, self.device)
+        tokens = tokenize_fixed(self.tokenizer, prompts, self.max_length, self.truncation, self.device)
         states = self.model(**tokens).last_hidden_state.float()  # [B, L, D]
         mask = tokens["attention_mask"]  # [B, L]
         context = states * mask.unsqueeze(-1).to(states.dtype)
