@@ -117,9 +117,10 @@ def train(
     config: TrainConfig, resume: bool = True, stop_after: int | None = None, progress: bool = True,
     dataset: Dataset | None = None,
 ) -> TrainResult:
-    """Train ``config`` into ``config.output_dir``, resuming from its newest checkpoint (with ``resume=False``
-    an output folder that holds checkpoints is an error, so nothing is overwritten); returns where the model went. ``dataset`` replaces the one ``config.data`` names (any dataset whose
-    items are dicts with ``image`` [C, R, R] in [-1, 1] and, for class conditioning, ``label``).
+    """Train ``config`` into ``config.output_dir``, resuming from its newest checkpoint; returns where the model
+    went. With ``resume=False`` an output folder that already holds checkpoints is an error, so nothing is ever
+    overwritten. ``dataset`` replaces the one ``config.data`` names (any dataset whose items are dicts with
+    ``image`` [C, R, R] in [-1, 1] and, for class or text conditioning, ``label`` or ``caption``).
     ``stop_after`` steps ends the run early as Ctrl-C would."""
     runtime = start(config.device)
     try:
