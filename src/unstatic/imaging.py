@@ -18,11 +18,17 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).contiguous().numpy(), "RGB")
 
 
+def from_uint8(pixels: np.ndarray) -> Tensor:
+    """Channels-last uint8 pixels (``[H, W, C]`` or ``[N, H, W, C]``) to float32 channels-first (``[C, H, W]`` or
+    ``[N, C, H, W]``) in [-1, 1]."""
+    # numpy arithmetic: single-threaded, so data loading never wakes torch's thread pool for a tiny tensor
+    array = np.asarray(pixels, dtype=np.float32) / np.float32(127.5) - np.float32(1)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, -3)))
+
+
 def from_pil(image: Image.Image) -> Tensor:
     """An ``L`` or ``RGB`` PIL image to a float32 ``[C, H, W]`` tensor in [-1, 1] (other modes: convert first)."""
     if image.mode not in ("L", "RGB"):
         raise ValueError(f"expected an L or RGB image, got mode {image.mode!r}; convert it first")
-    # numpy arithmetic: single-threaded, so data loading never wakes torch's thread pool for a tiny tensor
-    array = np.asarray(image, dtype=np.float32) / np.float32(127.5) - np.float32(1)
-    array = array[None] if image.mode == "L" else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array))
+    pixels = np.asarray(image, dtype=np.uint8)
+    return from_uint8(pixels[..., None] if image.mode == "L" else pixels)

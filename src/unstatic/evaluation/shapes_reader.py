@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from unstatic.data.shapes.render import render
 from unstatic.data.shapes.scene import Scene
 from unstatic.data.shapes.vocabulary import COLOURS, GRID, SHAPES, SIZES
+from unstatic.imaging import from_uint8
 from unstatic.networks.weights import load_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -144,7 +145,7 @@ def render_scenes(scenes: Sequence[Scene], resolution: int) -> Tensor:
     if not scenes:
         raise ValueError("scenes must not be empty")
     images = np.stack([render(scene, resolution) for scene in scenes])  # [N, R, R, 3] uint8
-    return torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(127.5) - np.float32(1))
+    return from_uint8(images)
 
 
 def load_reader(folder: str | Path) -> ShapesReader:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -33,7 +32,9 @@ from torch import Tensor
 from unstatic.data.shapes import ShapesDataset
 from unstatic.data.shapes.render import render
 from unstatic.evaluation.shapes_reader import IGNORE, ShapesReader, ShapesReaderConfig, load_reader, scene_targets
+from unstatic.imaging import from_uint8
 from unstatic.networks.weights import save_model
+from unstatic.training.lr import learning_rate
 
 LOG_NAME = "training_log.jsonl"
 HOLDOUT_FRACTION = 0.25  # share of the pool drawn from the holdout split
@@ -51,11 +52,6 @@ def scene_pool(count: int, seed: int, resolution: int) -> tuple[list, np.ndarray
         scenes += [world.scene(i) for i in range(n)]
     images = np.stack([render(s, resolution) for s in scenes])
     return scenes, images
-
-
-def to_float(images: np.ndarray) -> Tensor:
-    """uint8 ``[N, R, R, 3]`` to float32 ``[N, 3, R, R]`` in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
 
 
 def _gaussian_kernels(sigma: Tensor) -> Tensor:
@@ -121,14 +117,7 @@ def head_accuracy(reader: ShapesReader, images: Tensor, targets: dict[str, Tenso
 def validation_set(count: int, resolution: int, seed: int = VALIDATION_SEED) -> tuple[Tensor, dict[str, Tensor]]:
     """Fresh clean renders (both splits) and their targets, from a world seed training never uses."""
     scenes, images = scene_pool(count, seed, resolution)
-    return to_float(images), scene_targets(scenes)
-
-
-def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to zero (Loshchilov & Hutter, SGDR, 2017, Eq. 5 without restarts)."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
+    return from_uint8(images), scene_targets(scenes)
 
 
 def train(args: argparse.Namespace) -> dict[str, float]:
@@ -160,9 +149,9 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     reader.train()
     for step in range(args.steps):
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
+            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup, "cosine")  # warm-up, cosine to 0
         index = torch.randint(0, len(scenes), (args.batch_size,), generator=generator)
-        x = to_float(pool[index.numpy()])
+        x = from_uint8(pool[index.numpy()])
         dirty = round(args.batch_size * (1 - CLEAN_FRACTION))
         x[:dirty] = augment(x[:dirty], generator)
         losses = reader_loss(reader(x), {k: v[index] for k, v in targets.items()})

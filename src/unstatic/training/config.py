@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from unstatic.models.spec import ScheduleSpec
+from unstatic.networks.weights import strip_type_and_version
 
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
@@ -132,8 +133,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            data.pop("type", None), data.pop("version", None)
+            data = strip_type_and_version(TrainConfig, json.loads(path.read_text()))
         else:
             try:
                 data = tomllib.loads(path.read_text())

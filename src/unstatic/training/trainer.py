@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from unstatic.data.registry import build_dataset
 from unstatic.models.conditioning import Conditioner
 from unstatic.models.folder import DiffusionModel, save_diffusion_model
+from unstatic.networks.weights import strip_type_and_version
 from unstatic.training import checkpoint as ckpt
 from unstatic.training.batches import BatchStream, EpochIndexed, derive_seed
 from unstatic.training.config import TrainConfig, config_from_mapping
@@ -98,9 +99,7 @@ def _explain_out_of_memory(config: TrainConfig, step: int, per_process: int):
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     """A checkpoint only resumes into the same model, diffusion setup and data (other settings may change)."""
-    saved = dict(saved)
-    saved.pop("type", None), saved.pop("version", None)
-    saved_config = config_from_mapping(TrainConfig, saved)
+    saved_config = config_from_mapping(TrainConfig, strip_type_and_version(TrainConfig, saved))
     for section in ("model", "diffusion", "data"):
         if getattr(saved_config, section) != getattr(config, section):
             raise TrainingError(

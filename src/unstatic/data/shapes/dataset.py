@@ -6,7 +6,6 @@ import random
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from unstatic.data.shapes.captions import Caption, check_style, describe
@@ -14,6 +13,7 @@ from unstatic.data.shapes.random_scene import random_scene
 from unstatic.data.shapes.render import check_resolution, render
 from unstatic.data.shapes.scene import Scene
 from unstatic.data.shapes.vocabulary import COLOURS, DEFAULT_HOLDOUT, SHAPES, parse_combination
+from unstatic.imaging import from_uint8
 
 SPLITS = ("train", "holdout")
 LABELS = ("shape", "colour", "shape_colour")
@@ -111,10 +111,8 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene = self.scene(index)
         image = render(scene, self.resolution)
-        # unstatic.imaging.from_pil's arithmetic (float32 x / 127.5 - 1, bit for bit) without the PIL round
-        # trip, in numpy because three torch ops on a tiny tensor cost more than the rendering of a shape
         item = {
-            "image": torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1)),
+            "image": from_uint8(image),  # from_pil's conversion without the PIL round trip
             "caption": self.describe(index, scene).text,
         }
         if self.label is not None:
