@@ -1,0 +1,3 @@
+from unstatic.cli import main
+
+main()
