@@ -108,6 +108,22 @@ def test_load_model_casts_dtype(tmp_path):
     assert {p.dtype for p in load_model(tmp_path, dtype=torch.bfloat16).parameters()} == {torch.bfloat16}
 
 
+@pytest.mark.parametrize("storage", [torch.float16, torch.bfloat16])
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(storage, tmp_path):
+    model = _model(LATENT)
+    save_model(model, tmp_path / "full")
+    save_model(model, tmp_path / "half", storage_dtype=storage)
+    full, half = (tmp_path / name / "model.safetensors" for name in ("full", "half"))
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = load_model(tmp_path / "half")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    rounded = {k: v.to(storage).float() for k, v in model.state_dict().items()}
+    assert all(torch.equal(rounded[k], v) for k, v in loaded.state_dict().items())
+    assert {p.dtype for p in load_model(tmp_path / "half", dtype=storage).parameters()} == {storage}
+    with pytest.raises(ValueError, match="storage_dtype"):
+        save_model(model, tmp_path / "bad", storage_dtype=torch.int8)
+
+
 def test_load_model_names_missing_and_unexpected_keys(tmp_path):
     model = _model(PIXEL)
     save_model(model, tmp_path)

@@ -85,6 +85,13 @@ def test_exported_model_loads_straight_into_sampling(straight_run):
     torch.testing.assert_close(alone[0], images[0], rtol=1e-5, atol=1e-5)  # image i does not depend on count
 
 
+def test_export_in_half_precision_stores_the_rounded_ema(tmp_path):
+    result = train(tiny_config(tmp_path, "steps=2", 'export_dtype="float16"'), dataset=TinyImages(), progress=False)
+    model = load_diffusion_model(result.model_dir)
+    ema = load_checkpoint(result.checkpoint)[0]["ema"]
+    _assert_same_tensors({k: v.half().float() for k, v in ema.items()}, model.network.state_dict())
+
+
 def test_metrics_log_and_loss_curve(straight_run):
     records = read_metrics(straight_run.output_dir / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]

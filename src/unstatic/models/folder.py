@@ -30,10 +30,13 @@ class DiffusionModel:
         return self.spec.denoiser(self.network)
 
 
-def save_diffusion_model(network: nn.Module, spec: DiffusionSpec, folder: str | Path) -> Path:
-    """Write ``folder/model.json`` and ``folder/unet/``; the folder loads with :func:`load_diffusion_model`."""
+def save_diffusion_model(
+    network: nn.Module, spec: DiffusionSpec, folder: str | Path, storage_dtype: torch.dtype | None = None
+) -> Path:
+    """Write ``folder/model.json`` and ``folder/unet/``; the folder loads with :func:`load_diffusion_model`.
+    ``storage_dtype`` (float16/bfloat16) stores the weights at half the size; they load back as float32."""
     folder = Path(folder)
-    save_model(network, folder / NETWORK_FOLDER)
+    save_model(network, folder / NETWORK_FOLDER, storage_dtype)
     (folder / SPEC_NAME).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     return folder
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -138,16 +139,31 @@ def build_with_weights(
 # -- our format -----------------------------------------------------------------------------------------
 
 
-def save_model(model: nn.Module, folder: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (created if needed)."""
+STORED_AS_KEY = "stored_as"  # safetensors metadata: the weights were narrowed to this dtype for storage only
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_model(model: nn.Module, folder: str | Path, storage_dtype: torch.dtype | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (created if needed).
+
+    ``storage_dtype`` (float16 or bfloat16) halves the file for shipping; :func:`load_model` widens such weights
+    back to float32 unless asked for another dtype, so the model computes exactly as a float32 model whose
+    weights were rounded once."""
     folder = Path(folder)
+    stored_as = {v: k for k, v in STORAGE_DTYPES.items()}.get(storage_dtype) if storage_dtype is not None else None
+    if storage_dtype is not None and stored_as is None:
+        raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype}")
     folder.mkdir(parents=True, exist_ok=True)
     config = getattr(model, "config", None)
     if config is None:
         raise TypeError(f"{type(model).__name__} has no .config; save_model needs a model built from a config dataclass")
     (folder / CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, folder / WEIGHTS_NAME, metadata={"format": "pt", "type": type(config).TYPE})
+    metadata = {"format": "pt", "type": type(config).TYPE}
+    if stored_as:
+        tensors = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        metadata[STORED_AS_KEY] = stored_as
+    save_file(tensors, folder / WEIGHTS_NAME, metadata=metadata)
     return folder
 
 
@@ -156,7 +172,8 @@ def load_model(
     dtype: torch.dtype | None = None, device: torch.device | str | None = None,
 ) -> nn.Module:
     """Read a folder written by :func:`save_model`. The config's ``type`` picks the class from
-    :func:`model_classes` unless ``model_class`` is given. Returns the model in eval mode."""
+    :func:`model_classes` unless ``model_class`` is given. Returns the model in eval mode. Weights saved with a
+    ``storage_dtype`` come back as float32 unless ``dtype`` says otherwise."""
     folder = Path(folder)
     data = json.loads(_require(folder / CONFIG_NAME).read_text())
     if model_class is None:
@@ -165,8 +182,12 @@ def load_model(
             raise ValueError(f"{folder / CONFIG_NAME} has type {data.get('type')!r}; known types: {', '.join(classes)}")
         model_class = classes[data["type"]]
     config = config_from_dict(model_class.config_class, data)
-    state_dict = load_file(_require(folder / WEIGHTS_NAME))
-    return build_with_weights(model_class, config, state_dict, str(folder / WEIGHTS_NAME), dtype, device)
+    weights = _require(folder / WEIGHTS_NAME)
+    state_dict = load_file(weights)
+    if dtype is None:
+        with safe_open(weights, framework="pt") as handle:
+            dtype = torch.float32 if STORED_AS_KEY in (handle.metadata() or {}) else None
+    return build_with_weights(model_class, config, state_dict, str(weights), dtype, device)
 
 
 # -- diffusers ------------------------------------------------------------------------------------------

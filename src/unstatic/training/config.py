@@ -14,6 +14,7 @@ from unstatic.models.spec import ScheduleSpec
 from unstatic.networks.weights import strip_type_and_version
 
 PRECISIONS = ("fp32", "bf16")
+EXPORT_DTYPES = ("float32", "float16", "bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -94,6 +95,7 @@ class TrainConfig:
     sample_steps: int = 20
     sample_sampler: str = "dpmpp_2m"
     sample_guidance: float = 1.0
+    export_dtype: str = "float32"  # how model/ stores the EMA weights; 16-bit halves it and loads as float32
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -104,6 +106,8 @@ class TrainConfig:
         _check_positive(self.data, "resolution")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.export_dtype not in EXPORT_DTYPES:
+            raise ValueError(f"export_dtype {self.export_dtype!r} is not one of {', '.join(EXPORT_DTYPES)}")
         if self.optim.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"optim.lr_schedule {self.optim.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
         if not 0 <= self.diffusion.cond_dropout <= 1:

@@ -194,10 +194,12 @@ class _Run:
         return [self.dataset[i]["caption"] for i in range(min(self.config.sample_count, len(self.dataset)))]
 
     def _export(self) -> Path:
-        """The EMA weights as a model folder that loads straight into sampling, replaced atomically."""
+        """The EMA weights as a model folder that loads straight into sampling, replaced atomically; stored in
+        ``export_dtype`` (16-bit halves the folder for shipping; it loads back as float32)."""
         final = self.output / "model"
         temporary = self.output / "model.tmp"
-        ckpt.replace_folder(lambda folder: save_diffusion_model(self._ema_model().network, self.spec, folder),
+        storage = None if self.config.export_dtype == "float32" else getattr(torch, self.config.export_dtype)
+        ckpt.replace_folder(lambda folder: save_diffusion_model(self._ema_model().network, self.spec, folder, storage),
                             final, temporary)
         return final
 
