@@ -1,56 +1,254 @@
-"""`unstatic generate` and `unstatic sample`: images from a model folder through the txt2img pipeline."""
+"""`unstatic generate` and `unstatic sample`: images from a model folder (the bundled model by default) through
+the txt2img pipeline, with a progress bar, clear messages for bad requests, reproduction from a PNG's
+parameters and a GIF of the reverse process."""
 
 from __future__ import annotations
 
+import difflib
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from unstatic.cli.app import main
 
-_GENERATION_OPTIONS = [
-    click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                 help="A model folder (e.g. the model/ folder a training run writes)."),
-    click.option("--sampler", default="dpmpp_2m", help="Any sampler name or alias (see `unstatic samplers`)."),
-    click.option("--scheduler", default=None, help="Sigma spacing; default: the one the sampler name implies, else karras."),
-    click.option("--steps", default=20, type=click.IntRange(1, 1000)),
-    click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1), help="Seed of the first image (image i uses seed + i); default: random."),
-    click.option("--guidance", "guidance_scale", default=5.0, type=float, help="Classifier-free guidance scale (1 = off)."),
-    click.option("--negative", "negative_prompt", default="", help="Negative prompt (text models)."),
-]
+EXAMPLE_PROMPT = "a red circle above a blue square"
 
 
-def _generation_options(command):
-    for option in reversed(_GENERATION_OPTIONS):
-        command = option(command)
-    return command
+def _model_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    """--model's default: the model that ships with unstatic; a usage error when it is missing."""
+    if value is not None:
+        return value
+    from unstatic.models import bundled
+
+    try:
+        return bundled.bundled_model_folder()
+    except FileNotFoundError as error:
+        raise click.UsageError(
+            f"no --model given, and the bundled model {bundled.BUNDLED_MODEL!r} is not installed: "
+            "pass --model FOLDER (e.g. the model/ folder `unstatic train` writes)"
+        ) from error
 
 
-def _generate(model_dir: Path, prompts: list[str], images: int, steps: int, **options):
+def unknown_name_message(kind: str, name: str, known: Mapping[str, str]) -> str:
+    """"unknown sampler 'eulr'; did you mean: euler, euler_ancestral?": ``known`` maps every accepted spelling
+    to its canonical name; the spellings closest to ``name`` (case, "_", "-" and spaces ignored) are
+    suggested by canonical name."""
+    from unstatic.core.spacings import normalise_name
+
+    canonical = {normalise_name(alias): target for alias, target in known.items()}
+    close = difflib.get_close_matches(normalise_name(name), list(canonical), n=6, cutoff=0.6)
+    suggestions = list(dict.fromkeys(canonical[match] for match in close))[:4]
+    if suggestions:
+        return f"unknown {kind} {name!r}; did you mean: {', '.join(suggestions)}?"
+    return f"unknown {kind} {name!r}; known: {', '.join(sorted(set(known.values())))}"
+
+
+def check_sampler(name: str) -> str:
+    """``name`` if the registry knows it, else a click.BadParameter suggesting close names."""
+    from unstatic.sampling.registry import SAMPLERS, resolve_sampler
+
+    try:
+        resolve_sampler(name)
+    except ValueError:
+        known = {alias: info.name for info in SAMPLERS.values()
+                 for alias in (info.name, info.display_name, *info.aliases)}
+        raise click.BadParameter(unknown_name_message("sampler", name, known) + " (list: unstatic samplers)") from None
+    return name
+
+
+def _sampler_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return value if value is None else check_sampler(value)
+
+
+def _scheduler_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A known spacing name, or None for "automatic" (A1111's word for the sampler's own default)."""
+    if value is None or value.strip().lower() == "automatic":
+        return None
+    from unstatic.core.spacings import SPACINGS, resolve_spacing
+
+    try:
+        resolve_spacing(value)
+    except ValueError:
+        known = {name: name for name in [*SPACINGS, "automatic"]}
+        raise click.BadParameter(unknown_name_message("scheduler", value, known)) from None
+    return value
+
+
+# Options shared by the commands that sample a model, by name, so each command takes the ones it needs.
+_OPTIONS = {
+    "model": click.option(
+        "--model", "model_dir", default=None, callback=_model_folder,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="A model folder (e.g. the model/ folder a training run writes); "
+             "default: the model bundled with unstatic."),
+    "sampler": click.option("--sampler", default="dpmpp_2m", callback=_sampler_option,
+                            help="Any sampler name or alias (see `unstatic samplers`)."),
+    "scheduler": click.option("--scheduler", default=None, callback=_scheduler_option,
+                              help="Sigma spacing; default: the one the sampler name implies, else karras."),
+    "steps": click.option("--steps", default=20, type=click.IntRange(1, 1000)),
+    "seed": click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1),
+                         help="Seed of the first image (image i uses seed + i); default: random."),
+    "guidance": click.option("--guidance", "guidance_scale", default=5.0, type=float,
+                             help="Classifier-free guidance scale (1 = off)."),
+    "negative": click.option("--negative", "negative_prompt", default="", help="Negative prompt (text models)."),
+    "width": click.option("--width", default=None, type=click.IntRange(1, 8192),
+                          help="Image width in pixels; default: the model's training size."),
+    "height": click.option("--height", default=None, type=click.IntRange(1, 8192),
+                           help="Image height in pixels; default: the model's training size."),
+}
+_GENERATION_NAMES = ("model", "sampler", "scheduler", "steps", "seed", "guidance", "negative")
+_GENERATION_OPTIONS = [_OPTIONS[name] for name in _GENERATION_NAMES]
+
+
+def generation_options(*names: str) -> Callable:
+    """A decorator adding the named shared options to a command, in the order given."""
+
+    def decorate(command):
+        for name in reversed(names):
+            command = _OPTIONS[name](command)
+        return command
+
+    return decorate
+
+
+# --model, --sampler, --scheduler, --steps, --seed, --guidance and --negative: what every sampling command takes.
+_generation_options = generation_options(*_GENERATION_NAMES)
+
+
+def load_pipeline(model_dir: Path):
+    """The txt2img pipeline of a model folder, or a usage error saying what is wrong with the folder."""
     from unstatic.pipelines.txt2img import TextToImagePipeline
 
-    pipe = TextToImagePipeline.from_folder(model_dir)
-    with click.progressbar(length=steps, label="sampling") as bar:
-        return pipe(prompts, num_images=images, num_inference_steps=steps, callback=lambda info: bar.update(1), **options)
+    try:
+        return TextToImagePipeline.from_folder(model_dir)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.UsageError(str(error)) from error
+
+
+@contextmanager
+def sampling_progress(length: int, label: str = "sampling") -> Iterator[Callable]:
+    """A progress bar over ``length`` sampler steps; yields the sampler callback that advances it.
+
+    Warnings raised meanwhile (a prompt truncated to the encoder's token limit) are shown once each after the
+    bar as ``warning: ...``, where they cannot be torn by it; ValueErrors (a size the model cannot do, an
+    unknown class) become usage errors.
+    """
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)  # the CLI de-duplicates below
+            with click.progressbar(length=length, label=label) as bar:
+                yield lambda info: bar.update(1)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.UsageError(str(error)) from error
+    finally:
+        _show_warnings(caught)
+
+
+def _show_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    shown: set[str] = set()
+    for warning in caught:
+        if not issubclass(warning.category, UserWarning):
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        elif str(warning.message) not in shown:
+            shown.add(str(warning.message))
+            click.echo(f"warning: {warning.message}", err=True)
+
+
+def check_prompt(pipe, prompt: str | None) -> str:
+    """The prompt, or a usage error when a conditional model gets none."""
+    spec = pipe.model.spec
+    prompt = prompt or ""
+    if prompt.strip() or spec.conditioning == "none":
+        return prompt
+    if spec.conditioning == "text":
+        raise click.UsageError(
+            f'give a prompt, e.g. unstatic generate "{EXAMPLE_PROMPT}". (The empty prompt is the unconditional '
+            "branch that guidance steers away from; it describes no picture.)"
+        )
+    classes = ", ".join(spec.class_names) or f"0..{spec.num_classes - 1}"
+    raise click.UsageError(f"give a class name as the prompt; this model draws: {classes}")
+
+
+def _pipeline_arguments(ctx: click.Context, prompt: str | None, from_png: Path | None, steps: int,
+                        options: dict) -> dict:
+    """text_to_image keyword arguments from the options, or from a PNG's parameters with the options the user
+    typed (not their defaults) taking precedence."""
+    arguments = {"prompt": prompt, "num_inference_steps": steps, **options}
+    if from_png is None:
+        return arguments
+    from unstatic.pipelines.infotext import read_png_parameters
+    from unstatic.pipelines.reproduce import settings_from_infotext
+
+    parameters = {"num_inference_steps": "steps"}  # argument -> click parameter, where the names differ
+    typed = {"prompt": prompt} if prompt is not None else {}
+    for name, value in arguments.items():
+        source = ctx.get_parameter_source(parameters.get(name, name))
+        if name != "prompt" and source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            typed[name] = value
+    try:
+        text = read_png_parameters(from_png)
+        if text is None:
+            raise ValueError(f"{from_png} carries no generation parameters (no 'parameters' text chunk)")
+        return {**arguments, **settings_from_infotext(text, overrides=typed)}
+    except (ValueError, OSError) as error:
+        raise click.UsageError(str(error)) from error
+
+
+def _warn_if_other_model(from_png: Path, model_name: str | None) -> None:
+    from unstatic.pipelines.infotext import parse_infotext, read_png_parameters
+
+    made_with = parse_infotext(read_png_parameters(from_png) or "")[2].get("Model")
+    if made_with and made_with != model_name:
+        click.echo(f"warning: {from_png} was made with model {made_with!r}, this is {model_name!r}: "
+                   "the image may differ (pass --model to choose)", err=True)
 
 
 @main.command(context_settings={"show_default": True})
-@click.argument("prompt", default="")
+@click.argument("prompt", required=False)
 @click.option("--images", default=1, type=click.IntRange(1, 256), help="Images per prompt.")
 @click.option("--out", default="unstatic.png", type=click.Path(dir_okay=False, path_type=Path),
               help="Output PNG; with several images, -1, -2, ... are added before the suffix.")
+@click.option("--from-png", "from_png", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Make again the image whose parameters a PNG carries (ours or AUTOMATIC1111's): its prompt, "
+                   "negative prompt, sampler, scheduler, steps, guidance, seed and size. Options and a prompt "
+                   "given here override the PNG's.")
+@click.option("--trajectory", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a GIF of the first image's reverse process (noisy state beside the clean estimate, "
+                   "step by step) and a filmstrip PNG beside it (NAME-filmstrip.png).")
 @_generation_options
-def generate(prompt: str, images: int, out: Path, model_dir: Path, steps: int, **options) -> None:
-    """Generate images from a prompt (a class name for class models, nothing for unconditional ones); each PNG
-    carries its parameters as A1111 writes them."""
-    try:
-        results = _generate(model_dir, [prompt], images, steps, **options)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.UsageError(str(error)) from error
+@generation_options("width", "height")
+@click.pass_context
+def generate(ctx: click.Context, prompt: str | None, images: int, out: Path, from_png: Path | None,
+             trajectory: Path | None, model_dir: Path, steps: int, **options) -> None:
+    """Generate images from a PROMPT (a class name for class models, nothing for unconditional ones) with the
+    bundled model or --model; each PNG carries its parameters as AUTOMATIC1111 writes them."""
+    arguments = _pipeline_arguments(ctx, prompt, from_png, steps, options)
+    pipe = load_pipeline(model_dir)
+    arguments["prompt"] = check_prompt(pipe, arguments["prompt"])
+    if from_png is not None:
+        _warn_if_other_model(from_png, pipe.name)
+    recorder = None
+    with sampling_progress(arguments["num_inference_steps"]) as progress:
+        if trajectory is not None:
+            from unstatic.pipelines.trajectory import TrajectoryRecorder
+
+            progress = recorder = TrajectoryRecorder(then=progress)
+        results = pipe(num_images=images, callback=progress, **arguments)
     for i, result in enumerate(results):
         path = out if len(results) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
         result.save(path)
         click.echo(f"wrote {path} (seed {result.seed})")
+    if recorder is not None:
+        from unstatic.pipelines.trajectory import filmstrip_path, write_filmstrip, write_gif
+
+        gif = write_gif(recorder.frames, trajectory)
+        strip = write_filmstrip(recorder.frames, filmstrip_path(trajectory))
+        click.echo(f"wrote {gif} and {strip} (the reverse process of seed {results[0].seed})")
 
 
 @main.command(context_settings={"show_default": True})
@@ -58,15 +256,15 @@ def generate(prompt: str, images: int, out: Path, model_dir: Path, steps: int, *
 @click.option("--images", default=8, type=click.IntRange(1, 256), help="Images per label (or in all, for unconditional models).")
 @click.option("--out", default="samples.png", type=click.Path(dir_okay=False, path_type=Path))
 @_generation_options
+@generation_options("width", "height")
 def sample(labels: tuple[str, ...], images: int, out: Path, model_dir: Path, steps: int, **options) -> None:
     """Sample a grid of images from a model folder: one row per label, or a square grid."""
     from unstatic.grids import image_grid
     from unstatic.imaging import from_pil
 
-    try:
-        results = _generate(model_dir, list(labels) or [""], images, steps, **options)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.UsageError(str(error)) from error
+    pipe = load_pipeline(model_dir)
+    with sampling_progress(steps) as progress:
+        results = pipe(list(labels) or [""], num_images=images, num_inference_steps=steps, callback=progress, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     grid = image_grid([from_pil(r.image) for r in results], nrow=images if labels else None,
                       captions=[r.prompt for r in results] if labels else None)
