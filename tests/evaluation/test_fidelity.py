@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unstatic.data.shapes import DEFAULT_HOLDOUT, Background, Scene, ShapeObject, ShapesDataset
+from unstatic.data.shapes.captions import Caption
 from unstatic.data.shapes.phrasing import STYLES
 from unstatic.evaluation.fidelity import (
     GROUPS,
@@ -54,6 +55,25 @@ def test_matches_hand_built_cases():
     assert matches(wrong_size, SCENE) and not matches(wrong_size, SCENE, check_size=True)
 
 
+def test_matches_only_what_the_caption_states():
+    """SCENE: a red circle in cell (0, 0) and a blue star in (2, 1); objects 0 and 1."""
+    right = read_of(SCENE)
+    circle_moved = ReadScene((dataclasses.replace(right.objects[0], cell=(1, 2)), right.objects[1]))  # still above
+    circle_below = ReadScene((dataclasses.replace(right.objects[0], cell=(2, 2)), right.objects[1]))
+    unplaced = Caption("a red circle and a blue star", "{o1} and {o2}", "train")
+    above = Caption("a red circle above a blue star", "{o1} {r12} {o2}", "train", claims=((0, "above", 1),))
+    star_placed = Caption("a red circle and a blue star at the bottom", "{o1} and {o2} {p2}", "train", placed=(1,))
+    assert matches(circle_moved, SCENE, caption=unplaced) and not matches(circle_moved, SCENE)
+    assert matches(circle_moved, SCENE, caption=above) and not matches(circle_below, SCENE, caption=above)
+    assert matches(circle_below, SCENE, caption=star_placed)
+    star_moved = ReadScene((right.objects[0], dataclasses.replace(right.objects[1], cell=(1, 1))))
+    assert not matches(star_moved, SCENE, caption=star_placed)
+    recoloured = ReadScene((dataclasses.replace(right.objects[0], colour="green"), right.objects[1]))
+    assert not matches(recoloured, SCENE, caption=unplaced)
+    reversed_order = ReadScene(right.objects[::-1])  # the reader lists objects in cell order, not scene order
+    assert matches(reversed_order, SCENE, caption=above)
+
+
 def test_wilson_endpoints_solve_the_score_equation():
     """Wilson's interval is {p0 : |p - p0| <= z sqrt(p0 (1 - p0) / n)}; its interior endpoints solve it."""
     z = 1.96
@@ -86,12 +106,13 @@ def test_prompt_sets(kind):
         if kind == "relation":
             assert len(scene.objects) == 2
             phrases = [p for words in STYLES["train"].relations.values() for p in words]
-            assert any(f" {p} " in caption for p in phrases), caption
+            assert any(f" {p} " in caption.text for p in phrases), caption
+            assert caption.claims, caption
         assert bool(pairs & holdout) == (kind == "holdout")
     if kind == "paraphrase":  # the same scenes as the training-style world, described in other words
         world = ShapesDataset(length=20, seed=31, label=None)
         assert [s for _, s in prompts] == [world.scene(i) for i in range(20)]
-        assert all(c != world.describe(i).text for i, (c, _) in enumerate(prompts))
+        assert all(c.text != world.describe(i).text for i, (c, _) in enumerate(prompts))
 
 
 def test_unknown_kind_is_named():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unstatic.data.shapes import ShapesDataset
+from unstatic.data.shapes.scene import relation
 from unstatic.evaluation.frechet import (
     caption_variants,
     diversity,
@@ -16,8 +17,6 @@ from unstatic.evaluation.frechet import (
     mean_pairwise_distance,
     real_floor,
     world_renders,
-    caption_words,
-    PLACEMENT_WORDS,
 )
 from unstatic.evaluation.shapes_reader import default_reader_folder, load_reader, render_scenes
 
@@ -91,14 +90,14 @@ def test_real_floor_small_next_to_noise(reader):
     assert real_floor(reader, 100, seed_a=101, seed_b=202) > floor
 
 
-def test_placement_words_agree_with_templates():
-    """A caption contains a placement word exactly when its template has a position or relation slot."""
+def test_captions_record_the_positions_they_state():
+    """``Caption.placed`` lists exactly the objects a position slot names; relations appear in ``claims``."""
     for style in ("train", "paraphrase"):
         world = ShapesDataset(length=400, seed=9, label=None, captions=style)
         for i in range(400):
             caption = world.describe(i)
-            said = "{p" in caption.template or "{r" in caption.template
-            assert bool(caption_words(caption.text) & PLACEMENT_WORDS) == said, caption
+            assert len(caption.placed) == caption.template.count("{p"), caption
+            assert len(caption.claims) == caption.template.count("{r"), caption
 
 
 def test_caption_variants_keep_what_is_said():
@@ -106,17 +105,17 @@ def test_caption_variants_keep_what_is_said():
     rng = random.Random(0)
     for i in range(60):
         scene, caption = world.scene(i), world.describe(i)
-        for variant in caption_variants(caption.text, scene, 3, rng):
+        for variant in caption_variants(caption, scene, 3, rng):
             assert [(o.shape, o.colour) for o in variant.objects] == [(o.shape, o.colour) for o in scene.objects]
-            if "{p" in caption.template or "{r" in caption.template:
-                assert [o.cell for o in variant.objects] == [o.cell for o in scene.objects]
+            assert all(variant.objects[k].cell == scene.objects[k].cell for k in caption.placed)
+            assert all(name in relation(variant.objects[i], variant.objects[j]) for i, name, j in caption.claims)
             if "{bg}" in caption.template:
                 assert variant.background == scene.background
 
 
 def test_diversity_of_data_is_about_one_and_of_copies_zero(reader):
     world = ShapesDataset(length=8, seed=12, label=None)
-    prompts = [(world.describe(i).text, world.scene(i)) for i in range(8)]
+    prompts = [(world.describe(i), world.scene(i)) for i in range(8)]
     rng = random.Random(99)
     varied = torch.stack([render_scenes(caption_variants(c, s, 4, rng), 32) for c, s in prompts])
     result = diversity(reader, varied, prompts, seed=1)

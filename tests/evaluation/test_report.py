@@ -57,7 +57,7 @@ class ScenePipeline:
         prompts = [p for g in settings.groups for p in prompt_set(g, settings.count, settings.world_seed)]
         if settings.diversity_prompts:
             prompts += prompt_set("single", settings.diversity_prompts, settings.world_seed + 2)
-        self.scenes = dict(prompts)
+        self.scenes = {caption.text: scene for caption, scene in prompts}
         self.kind, self.size, self.calls = kind, size, []
 
     def __call__(self, prompts, *, seed, **options):

@@ -1,21 +1,25 @@
 """Prompt fidelity: does a generated image show what its prompt asked for?
 
-An image *matches* its prompt's scene when the reader finds every object of the scene in its grid cell with the
-right shape and colour, and no other object ("shapes, colours and positions match"); size is checked only on
-request, since most captions leave it unsaid. Fractions come with Wilson score intervals.
+An image *matches* its prompt when the reader finds the prompt's objects with the right shapes and colours and no
+other object, each object the caption places in its cell, and every relation the caption states holding between
+the cells where the reader found them ("shapes, colours and positions match"). Without a caption, every object
+must sit in its scene's exact cell. Size is checked only on request, since most captions leave it unsaid.
+Fractions come with Wilson score intervals.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import permutations
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from unstatic.data.shapes import ShapesDataset
-from unstatic.data.shapes.scene import Scene
+from unstatic.data.shapes.captions import Caption
+from unstatic.data.shapes.scene import Scene, cell_relation
 from unstatic.data.shapes.vocabulary import COLOURS, GRID, SIZES
 from unstatic.evaluation.shapes_reader import SHAPE_CLASSES, ShapesReader, match_resolution
 
@@ -60,14 +64,25 @@ def read_scenes(reader: ShapesReader, images: Tensor, batch_size: int = 512) -> 
     return scenes
 
 
-def matches(read: ReadScene, scene: Scene, check_size: bool = False) -> bool:
-    """True when ``read`` holds exactly ``scene``'s objects: same cells, shapes and colours (and sizes if asked)."""
+def matches(read: ReadScene, scene: Scene, check_size: bool = False, caption: Caption | None = None) -> bool:
+    """True when ``read`` shows what ``caption`` says of ``scene``: the same objects (shapes and colours, and
+    sizes if asked; nothing extra), those the caption places in their cells, and the relations it states between
+    the cells where they were read. With no caption, every object must be in its scene cell."""
+    wanted, found = scene.objects, read.objects
+    if len(found) != len(wanted):
+        return False
+    placed = range(len(wanted)) if caption is None else caption.placed
+    claims = () if caption is None else caption.claims
 
-    def key(obj: ReadObject | object) -> tuple:
-        labels = (tuple(obj.cell), obj.shape, obj.colour)
-        return labels + (obj.size,) if check_size else labels
+    def same(a, b) -> bool:
+        return (a.shape, a.colour) == (b.shape, b.colour) and (not check_size or a.size == b.size)
 
-    return sorted(map(key, read.objects)) == sorted(map(key, scene.objects))
+    for order in permutations(found):  # at most 3 objects: try every pairing of read objects with wanted ones
+        if all(same(o, w) for o, w in zip(order, wanted)) \
+                and all(tuple(order[i].cell) == tuple(wanted[i].cell) for i in placed) \
+                and all(name in cell_relation(order[i].cell, order[j].cell) for i, name, j in claims):
+            return True
+    return False
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -87,13 +102,17 @@ def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float,
 
 def fidelity_report(
     reader: ShapesReader, images: Tensor, scenes: Sequence[Scene], groups: Sequence[str], check_size: bool = False,
+    captions: Sequence[Caption] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Fraction of ``images`` matching their ``scenes``, per group name (one per image), plus ``"all"``.
+    """Fraction of ``images`` matching their ``scenes`` (as their ``captions`` describe them, if given; see
+    :func:`matches`), per group name (one per image), plus ``"all"``.
 
     Each entry is ``{"matched", "total", "fraction", "low", "high"}``, the last two a 95 % Wilson interval."""
-    if not len(images) == len(scenes) == len(groups):
-        raise ValueError(f"images, scenes and groups must have one entry each, got {len(images)}, {len(scenes)}, {len(groups)}")
-    hits = [matches(r, s, check_size) for r, s in zip(read_scenes(reader, images), scenes)]
+    captions = [None] * len(scenes) if captions is None else list(captions)
+    if not len(images) == len(scenes) == len(groups) == len(captions):
+        raise ValueError(f"images, scenes, groups (and captions) must have one entry each, got {len(images)}, "
+                         f"{len(scenes)}, {len(groups)}, {len(captions)}")
+    hits = [matches(r, s, check_size, c) for r, s, c in zip(read_scenes(reader, images), scenes, captions)]
     report = {}
     for name in [*dict.fromkeys(groups), "all"]:
         chosen = [h for h, g in zip(hits, groups) if name in ("all", g)]
@@ -103,8 +122,9 @@ def fidelity_report(
     return report
 
 
-def prompt_set(kind: str, count: int, seed: int) -> list[tuple[str, Scene]]:
-    """``count`` evaluation prompts ``(caption, scene)`` of one kind, drawn from the shapes world ``seed``:
+def prompt_set(kind: str, count: int, seed: int) -> list[tuple[Caption, Scene]]:
+    """``count`` evaluation prompts ``(caption, scene)`` of one kind, drawn from the shapes world ``seed``
+    (the prompt is ``caption.text``; the caption also says which positions and relations it states):
 
     * ``"single"``: one-object scenes, training-style captions;
     * ``"relation"``: two-object scenes whose caption states a relation between them ("a above b");
@@ -128,7 +148,7 @@ def prompt_set(kind: str, count: int, seed: int) -> list[tuple[str, Scene]]:
         scene = world.scene(index)
         caption = world.describe(index, scene)
         if kind != "relation" or caption.claims:
-            prompts.append((caption.text, scene))
+            prompts.append((caption, scene))
         if len(prompts) == count:
             return prompts
     raise RuntimeError(f"found only {len(prompts)} {kind} prompts in {count * RELATION_SCAN} scenes of seed {seed}")

@@ -21,16 +21,11 @@ from torch import Tensor
 from unstatic.data.shapes import ShapesDataset
 from unstatic.data.shapes.phrasing import STYLES
 from unstatic.data.shapes.random_scene import place, random_background
-from unstatic.data.shapes.scene import Scene
+from unstatic.data.shapes.captions import Caption
+from unstatic.data.shapes.scene import Scene, cell_relation
 from unstatic.data.shapes.vocabulary import BACKGROUNDS, GRID
 from unstatic.evaluation.shapes_reader import ShapesReader, match_resolution, render_scenes
 
-# Words that only the position and relation phrases of either caption style use (checked against the
-# templates in the tests): a caption containing one pins its objects' cells.
-PLACEMENT_WORDS = frozenset(
-    "left right top bottom centre center centred middle high low above below over under beneath underneath higher lower upper "
-    "left-hand right-hand top-left top-right bottom-left bottom-right".split()
-)
 SIZE_WORDS = frozenset(w for style in STYLES.values() for names in style.sizes.values() for n in names for w in n.split())
 MAX_TRIES = 1000
 
@@ -100,18 +95,24 @@ def caption_words(caption: str) -> set[str]:
     return set(caption.lower().translate(str.maketrans("", "", string.punctuation.replace("-", ""))).split())
 
 
-def caption_variants(caption: str, scene: Scene, count: int, rng: random.Random) -> list[Scene]:
-    """``count`` scenes ``caption`` describes as well as ``scene``: colours and shapes kept, and cells, sizes and
-    background kept only where the caption states them (placement words, size words, a background colour
-    name); what is unsaid, and the jitter inside each cell, is redrawn as the shapes world draws it."""
-    words = caption_words(caption)
-    keep_cells = bool(words & PLACEMENT_WORDS)
+def caption_variants(caption: Caption, scene: Scene, count: int, rng: random.Random) -> list[Scene]:
+    """``count`` scenes ``caption`` describes as well as ``scene``: colours and shapes kept; the cells of the
+    objects it places kept; the other objects moved to random free cells such that every relation it states
+    still holds; sizes and background kept only where it names them (a size word, a background colour name).
+    What is unsaid, and the jitter inside each cell, is redrawn as the shapes world draws it."""
+    words = caption_words(caption.text)
     keep_sizes = bool(words & SIZE_WORDS)
     keep_background = bool(words & set(BACKGROUNDS))
+    n = len(scene.objects)
     variants = []
     for _ in range(count):
-        n = len(scene.objects)
-        cells = [o.cell for o in scene.objects] if keep_cells else [divmod(k, GRID) for k in rng.sample(range(GRID * GRID), n)]
+        for _ in range(MAX_TRIES):  # rejection: uniform over the cell layouts that keep every stated relation
+            free = [divmod(k, GRID) for k in range(GRID * GRID) if divmod(k, GRID) not in
+                    {scene.objects[i].cell for i in caption.placed}]  # fmt: skip
+            drawn = iter(rng.sample(free, n))
+            cells = [scene.objects[i].cell if i in caption.placed else next(drawn) for i in range(n)]
+            if all(name in cell_relation(cells[i], cells[j]) for i, name, j in caption.claims):
+                break
         background = scene.background if keep_background else random_background(rng, [o.colour for o in scene.objects])
         objects = []
         for obj, cell in zip(scene.objects, cells):
@@ -133,7 +134,7 @@ def mean_pairwise_distance(features: Tensor) -> float:
 
 
 def diversity(
-    reader: ShapesReader, generated: Tensor, prompts: Sequence[tuple[str, Scene]], seed: int = 0,
+    reader: ShapesReader, generated: Tensor, prompts: Sequence[tuple[Caption, Scene]], seed: int = 0,
 ) -> dict[str, float]:
     """Diversity across seeds: ``generated`` ``[P, S, 3, R, R]`` holds S images per prompt (different seeds).
 

@@ -219,12 +219,13 @@ def evaluate_model(
         pipe.conditioner.prompts([""])  # loads the text encoder (done on first use) before the clock starts
     prompts = [(g, c, s) for g in settings.groups for c, s in prompt_set(g, settings.count, settings.world_seed)]
     groups, captions, scenes = (list(column) for column in zip(*prompts))
+    texts = [c.text for c in captions]
 
     few = prompt_set("single", settings.diversity_prompts, settings.world_seed + 2) if settings.diversity_prompts else []
     started = time.perf_counter()
-    images, side = _generate(pipe, captions, settings, resolution, progress)
+    images, side = _generate(pipe, texts, settings, resolution, progress)
     if few:  # each prompt diversity_seeds times, every image with its own seed
-        repeated, _ = _generate(pipe, [c for c, _ in few for _ in range(settings.diversity_seeds)], settings,
+        repeated, _ = _generate(pipe, [c.text for c, _ in few for _ in range(settings.diversity_seeds)], settings,
                                 resolution, progress)  # fmt: skip
     seconds = (time.perf_counter() - started) / settings.images
     spread = None
@@ -235,7 +236,7 @@ def evaluate_model(
     rng = random.Random(f"unstatic.evaluation.report/{settings.seed}")
     perfect = render_scenes([caption_variants(c, s, 1, rng)[0] for c, s in zip(captions, scenes)], resolution)
     reference = extract_features(reader, render_scenes(scenes, resolution))
-    achieved, ceiling = (fidelity_report(reader, x, scenes, groups) for x in (images, perfect))
+    achieved, ceiling = (fidelity_report(reader, x, scenes, groups, captions=captions) for x in (images, perfect))
     scores = tuple(GroupScore(group, **row, ceiling=ceiling[group]["fraction"]) for group, row in achieved.items())
     return QualityReport(
         model=name or getattr(pipe, "name", None) or type(pipe).__name__, settings=settings, image_size=side,

@@ -27,12 +27,14 @@ class Caption:
         template: the sentence template it filled (identifies the template across styles).
         style: "train" or "paraphrase".
         claims: the relations it states, ``(i, relation, j)`` with i, j indices into ``scene.objects``.
+        placed: indices into ``scene.objects`` of the objects whose grid position it names.
     """
 
     text: str
     template: str
     style: str
     claims: tuple[tuple[int, str, int], ...] = ()
+    placed: tuple[int, ...] = ()
 
 
 def check_style(style: str) -> Phrasing:
@@ -77,7 +79,7 @@ def _fill(scene: Scene, rng: random.Random, style: str, plain: bool) -> Caption:
     template = templates[0] if plain else rng.choice(templates)
     plain_form = next(f for f in phrasing.objects if "{size}" not in f) if plain else None
     values: dict[str, str] = {}
-    claims = []
+    claims, placed = [], []
     for _, slot, _, _ in string.Formatter().parse(template):
         if slot is None:
             continue
@@ -85,7 +87,8 @@ def _fill(scene: Scene, rng: random.Random, style: str, plain: bool) -> Caption:
         if kind == "o":
             values[slot] = object_phrase(objects[order[int(digits) - 1]], rng, phrasing, plain_form)
         elif kind == "p":
-            values[slot] = rng.choice(phrasing.positions[objects[order[int(digits) - 1]].position])
+            placed.append(order[int(digits) - 1])
+            values[slot] = rng.choice(phrasing.positions[objects[placed[-1]].position])
         elif kind == "r":
             i, j = order[int(digits[0]) - 1], order[int(digits[1]) - 1]
             name = rng.choice(relation(objects[i], objects[j]))
@@ -93,7 +96,7 @@ def _fill(scene: Scene, rng: random.Random, style: str, plain: bool) -> Caption:
             claims.append((i, name, j))
         elif slot == "bg":
             values[slot] = background_phrase(scene.background, rng, phrasing)
-    return Caption(template.format(**values), template, style, tuple(claims))
+    return Caption(template.format(**values), template, style, tuple(claims), tuple(sorted(placed)))
 
 
 def describe(scene: Scene, rng: random.Random, style: str = "train") -> Caption:

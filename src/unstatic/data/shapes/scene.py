@@ -77,7 +77,12 @@ class ShapeObject:
 
 def relation(a: ShapeObject, b: ShapeObject) -> list[str]:
     """Every relation ``a <relation> b`` that holds, judged by grid cells (objects never share one)."""
-    (row_a, col_a), (row_b, col_b) = a.cell, b.cell
+    return cell_relation(a.cell, b.cell)
+
+
+def cell_relation(a: tuple[int, int], b: tuple[int, int]) -> list[str]:
+    """Every relation "an object in cell ``a`` <relation> one in cell ``b``", cells as ``(row, col)``."""
+    (row_a, col_a), (row_b, col_b) = a, b
     found = []
     if col_a != col_b:
         found.append("left of" if col_a < col_b else "right of")
