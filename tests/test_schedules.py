@@ -7,7 +7,7 @@ import torch
 
 from tests.references import load_diffusers_schedulers, load_k_diffusion_sampling
 from unstatic.core import DiscreteSchedule, EDMSchedule, FlowSchedule, get_sigmas, make_betas, rescale_zero_terminal_snr
-from unstatic.core.spacings import SPACINGS, resolve_spacing
+from unstatic.core.spacings import SPACINGS, resolve_spacing, schedule_label
 
 SD = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
 
@@ -116,3 +116,10 @@ def test_unknown_scheduler_is_named():
 def test_too_many_steps_for_a_discrete_spacing_is_refused():
     with pytest.raises(ValueError, match="steps <= the 1000 training timesteps"):
         get_sigmas("leading", 1001, DiscreteSchedule.from_config())
+
+
+def test_a1111_schedule_labels_read_back():
+    assert schedule_label("sgm_uniform") == "SGM Uniform" and schedule_label("normal") == "Uniform"
+    assert schedule_label("karras") == "Karras" and schedule_label("ddim_uniform") == "DDIM"
+    for name in SPACINGS:
+        assert resolve_spacing(schedule_label(name)) == name

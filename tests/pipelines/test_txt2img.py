@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,8 @@ def test_pipeline_object_from_a_folder(tmp_path):
     images = pipe("", num_images=3, num_inference_steps=2, seed=1)
     assert len(images) == 3 and images[0].parameters["Model"] == "m"
     assert load_diffusion_model(tmp_path / "m").spec == model.spec
+    digest = hashlib.sha256((tmp_path / "m" / "unet" / "model.safetensors").read_bytes()).hexdigest()
+    assert "Model hash: " + digest[:10] in images[0].infotext  # as A1111 writes its checkpoints' short hash
 
 
 @pytest.mark.parametrize("call, message", [

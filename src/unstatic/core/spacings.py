@@ -126,6 +126,20 @@ _SPACING_ALIASES = {
 }
 
 
+# How AUTOMATIC1111 labels a spacing in its "Schedule type" setting, where it has one (its "Uniform" is our
+# "normal"); other spacings are written title-cased. resolve_spacing reads all of them back.
+A1111_SCHEDULE_LABELS = {
+    "normal": "Uniform", "sgm_uniform": "SGM Uniform", "ddim_uniform": "DDIM", "karras": "Karras",
+    "exponential": "Exponential", "polyexponential": "Polyexponential", "simple": "Simple",
+}
+
+
+def schedule_label(name: str) -> str:
+    """The "Schedule type" A1111 writes for a spacing: ``"sgm_uniform"`` -> ``"SGM Uniform"``."""
+    canonical = resolve_spacing(name)
+    return A1111_SCHEDULE_LABELS.get(canonical, canonical.replace("_", " ").title())
+
+
 def normalise_name(name: str) -> str:
     """Lower case, with "_", "-" and runs of spaces folded to one space: "DPM++_2M" -> "dpm++ 2m"."""
     return " ".join(name.strip().lower().replace("_", " ").replace("-", " ").split())

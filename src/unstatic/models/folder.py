@@ -3,6 +3,7 @@ our format, ``config.json`` + ``model.safetensors``). This is what training writ
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from torch import nn
 
 from unstatic.denoisers.precondition import Preconditioned
 from unstatic.models.spec import DiffusionSpec
-from unstatic.networks.weights import load_model, save_model
+from unstatic.networks.weights import WEIGHTS_NAME, load_model, save_model
 
 SPEC_NAME = "model.json"
 NETWORK_FOLDER = "unet"
@@ -39,6 +40,16 @@ def save_diffusion_model(
     save_model(network, folder / NETWORK_FOLDER, storage_dtype)
     (folder / SPEC_NAME).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     return folder
+
+
+def weights_hash(folder: str | Path) -> str:
+    """A model folder's short hash as A1111 writes "Model hash": the first 10 hex digits of the SHA-256 of its
+    network weights file (A1111 hashes the checkpoint file the same way)."""
+    digest = hashlib.sha256()
+    with open(Path(folder) / NETWORK_FOLDER / WEIGHTS_NAME, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:10]
 
 
 def load_diffusion_model(

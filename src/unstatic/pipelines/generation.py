@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 from torch import Tensor
 
+from unstatic.core.spacings import schedule_label
 from unstatic.imaging import to_pil
 from unstatic.models.conditioning import Conditioner
 from unstatic.models.folder import DiffusionModel
@@ -63,6 +64,7 @@ def run_generation(
     callback: Callback | None = None,
     conditioner: Conditioner | None = None,
     model_name: str | None = None,
+    model_hash: str | None = None,
     **edit: Any,
 ) -> tuple[Tensor, list[str], int, dict[str, Any]]:
     """Sample ``init`` edited (``[C, H, W]`` at a size the model takes), or from scratch when it is None (txt2img):
@@ -86,8 +88,9 @@ def run_generation(
         steps_convention=steps_convention, **_conditions(model, rows, negative_prompt), **edit,
     )
     parameters = {
-        "Steps": num_inference_steps, "Sampler": SAMPLERS[name].display_name, "Schedule type": scheduler.title(),
-        "CFG scale": float(guidance_scale), "Size": f"{images.shape[-1]}x{images.shape[-2]}", "Model": model_name,
+        "Steps": num_inference_steps, "Sampler": SAMPLERS[name].display_name, "Schedule type": schedule_label(scheduler),
+        "CFG scale": float(guidance_scale), "Size": f"{images.shape[-1]}x{images.shape[-2]}", "Model hash": model_hash,
+        "Model": model_name,
     }
     if init is not None:
         parameters["Denoising strength"] = float(strength)

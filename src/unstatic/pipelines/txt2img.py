@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unstatic.models.conditioning import Conditioner
-from unstatic.models.folder import DiffusionModel, load_diffusion_model
+from unstatic.models.folder import DiffusionModel, load_diffusion_model, weights_hash
 from unstatic.pipelines.generation import MAX_SEED, GeneratedImage, results, run_generation
 from unstatic.sampling.progress import Callback
 
@@ -32,6 +32,7 @@ def text_to_image(
     callback: Callback | None = None,
     conditioner: Conditioner | None = None,
     model_name: str | None = None,
+    model_hash: str | None = None,
 ) -> list[GeneratedImage]:
     """Generate ``num_images`` images per prompt. Image i of the batch uses seed ``seed + i`` (a random seed
     when ``seed`` is None), so any image can be made again alone. Class models take class names or numbers
@@ -39,7 +40,8 @@ def text_to_image(
     images, rows, seed, parameters = run_generation(
         model, None, prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale, sampler=sampler, scheduler=scheduler, seed=seed, num_images=num_images,
-        callback=callback, conditioner=conditioner, model_name=model_name, height=height, width=width,
+        callback=callback, conditioner=conditioner, model_name=model_name, model_hash=model_hash,
+        height=height, width=width,
     )
     return results(images, rows, negative_prompt, seed, parameters)
 
@@ -49,14 +51,15 @@ class TextToImagePipeline:
     ``images = pipe("a red star", num_images=4, seed=1)`` (a list of :class:`GeneratedImage`). Keeps the model
     and the text encoder (with its prompt cache) loaded between calls."""
 
-    def __init__(self, model: DiffusionModel, name: str | None = None) -> None:
-        self.model, self.name = model, name
+    def __init__(self, model: DiffusionModel, name: str | None = None, model_hash: str | None = None) -> None:
+        self.model, self.name, self.model_hash = model, name, model_hash
         self.conditioner = Conditioner(model.spec, next(model.network.parameters()).device)
 
     @classmethod
     def from_folder(cls, folder: str | Path, device: str = "cpu") -> TextToImagePipeline:
-        return cls(load_diffusion_model(folder, device=device), Path(folder).name)
+        return cls(load_diffusion_model(folder, device=device), Path(folder).name, weights_hash(folder))
 
     def __call__(self, prompt: str | Sequence[str], **options: Any) -> list[GeneratedImage]:
         options.setdefault("model_name", self.name)
+        options.setdefault("model_hash", self.model_hash)
         return text_to_image(self.model, prompt, conditioner=self.conditioner, **options)

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from unstatic.core.spacings import SPACINGS
+from unstatic.core.spacings import SPACINGS, schedule_label
 from unstatic.pipelines.infotext import parse_infotext
 from unstatic.sampling.registry import SAMPLERS
 from unstatic.server.images import decode_image, encode_preview, read_infotext
@@ -42,7 +42,7 @@ def a1111_router(state: ServerState) -> APIRouter:
     @router.get("/schedulers")
     def schedulers() -> list[dict[str, Any]]:
         names = [AUTOMATIC, *SPACINGS]
-        return [{"name": name, "label": name.replace("_", " ").title(), "aliases": None, "default_rho": -1,
+        return [{"name": name, "label": name.title() if name == AUTOMATIC else schedule_label(name), "aliases": None, "default_rho": -1,
                  "need_inner_model": False} for name in names]
 
     @router.get("/sd-models")
