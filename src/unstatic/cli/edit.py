@@ -44,16 +44,17 @@ class _Progress:
 def _run(edit, model_dir: Path | None, out: Path, images: int, steps: int, **options) -> None:
     """Load the model, run ``edit(model, ...)``, write the PNGs; bad input becomes a usage error, warnings are
     reported on stderr."""
-    from unstatic.models import bundled_model_folder, load_diffusion_model
+    from unstatic.models import bundled_model_folder
+    from unstatic.models.stable_diffusion.load import load_any_model
 
     progress = _Progress()
     try:
         folder = model_dir or bundled_model_folder()
-        model = load_diffusion_model(folder)
+        loaded = load_any_model(folder)  # our folders, diffusers folders and single checkpoint files
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            results = edit(model, num_images=images, num_inference_steps=steps, callback=progress,
-                           model_name=Path(folder).name, **options)
+            results = edit(loaded.model, num_images=images, num_inference_steps=steps, callback=progress,
+                           model_name=Path(folder).name, model_hash=loaded.model_hash, **options)
     except (ValueError, FileNotFoundError) as error:
         raise click.UsageError(str(error)) from error
     finally:

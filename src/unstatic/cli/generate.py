@@ -82,9 +82,9 @@ def _scheduler_option(ctx: click.Context, param: click.Parameter, value: str | N
 _OPTIONS = {
     "model": click.option(
         "--model", "model_dir", default=None, callback=_model_folder,
-        type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="A model folder (e.g. the model/ folder a training run writes); "
-             "default: the model bundled with unstatic."),
+        type=click.Path(exists=True, path_type=Path),
+        help="A model folder (ours, e.g. the model/ folder a training run writes, or a diffusers Stable Diffusion "
+             "folder) or a single-file SD checkpoint (.safetensors); default: the model bundled with unstatic."),
     "sampler": click.option("--sampler", default="dpmpp_2m", callback=_sampler_option,
                             help="Any sampler name or alias (see `unstatic samplers`)."),
     "scheduler": click.option("--scheduler", default=None, callback=_scheduler_option,
@@ -119,12 +119,13 @@ def generation_options(*names: str) -> Callable:
 _generation_options = generation_options(*_GENERATION_NAMES)
 
 
-def load_pipeline(model_dir: Path):
-    """The txt2img pipeline of a model folder, or a usage error saying what is wrong with the folder."""
+def load_pipeline(model_dir: Path, **load_options):
+    """The txt2img pipeline of a model folder or checkpoint file (``load_options``: ``vae``, ``prediction``,
+    ``tokenizer`` for Stable Diffusion checkpoints), or a usage error saying what is wrong with it."""
     from unstatic.pipelines.txt2img import TextToImagePipeline
 
     try:
-        return TextToImagePipeline.from_folder(model_dir)
+        return TextToImagePipeline.from_folder(model_dir, **{k: v for k, v in load_options.items() if v is not None})
     except (ValueError, FileNotFoundError) as error:
         raise click.UsageError(str(error)) from error
 
@@ -222,13 +223,20 @@ def _warn_if_other_model(from_png: Path, model_name: str | None) -> None:
                    "step by step) and a filmstrip PNG beside it (NAME-filmstrip.png).")
 @_generation_options
 @generation_options("width", "height")
+@click.option("--vae", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Stable Diffusion checkpoints: a VAE to use instead of (or in place of a missing) built-in one.")
+@click.option("--prediction", default=None, type=click.Choice(["eps", "v"]),
+              help="Stable Diffusion single files: what the U-Net predicts (SD 2.x 768-v models: v); default: from the file.")
+@click.option("--tokenizer", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Stable Diffusion single files from elsewhere: a CLIP tokenizer/ folder (they carry none).")
 @click.pass_context
 def generate(ctx: click.Context, prompt: str | None, images: int, out: Path, from_png: Path | None,
-             trajectory: Path | None, model_dir: Path, steps: int, **options) -> None:
+             trajectory: Path | None, model_dir: Path, steps: int, vae: Path | None, prediction: str | None,
+             tokenizer: Path | None, **options) -> None:
     """Generate images from a PROMPT (a class name for class models, nothing for unconditional ones) with the
     bundled model or --model; each PNG carries its parameters as AUTOMATIC1111 writes them."""
     arguments = _pipeline_arguments(ctx, prompt, from_png, steps, options)
-    pipe = load_pipeline(model_dir)
+    pipe = load_pipeline(model_dir, vae=vae, prediction=prediction, tokenizer=tokenizer)
     arguments["prompt"] = check_prompt(pipe, arguments["prompt"])
     if from_png is not None:
         _warn_if_other_model(from_png, pipe.name)

@@ -15,15 +15,31 @@ from unstatic.models.spec import DiffusionSpec
 class Conditioner:
     """Builds network conditions (``{"class_labels": ...}`` or ``{"context": ...}``) for one model.
 
-    The text encoder named by the spec is loaded on first use and caches prompt encodings."""
+    The text encoder named by the spec is loaded on first use and caches prompt encodings; a model with its
+    own CLIP (``text_encoder="clip"``, from its folder) hands it over through :meth:`for_model`."""
 
     def __init__(self, spec: DiffusionSpec, device: torch.device | str = "cpu", text_encoder=None) -> None:
         self.spec, self.device = spec, torch.device(device)
         self._text = text_encoder
 
+    @classmethod
+    def for_model(cls, model, device: torch.device | str | None = None) -> Conditioner:
+        """The conditioner of a :class:`~unstatic.models.folder.DiffusionModel`, using the text encoder it carries
+        (CLIP from its folder) behind a prompt cache, or else the one its spec names."""
+        device = device if device is not None else next(model.network.parameters()).device
+        encoder = None
+        if model.text_encoder is not None:
+            from unstatic.text import CachedEncoder
+
+            encoder = CachedEncoder(model.text_encoder, max_entries=64)  # CLIP-L rows at 77 tokens: 231 KiB each
+        return cls(model.spec, device, encoder)
+
     @property
     def text_encoder(self):
         if self._text is None:
+            if self.spec.text_encoder == "clip":
+                raise ValueError("this model's CLIP text encoder comes from its folder: build the conditioner with "
+                                 "Conditioner.for_model(model) (load the model with load_diffusion_model)")
             from unstatic.text import CachedEncoder, load_text_encoder
 
             encoder = load_text_encoder(self.spec.text_encoder, device=self.device, max_length=self.spec.text_max_length)

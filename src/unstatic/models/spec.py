@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from unstatic.core.betas import BETA_SCHEDULES, DiscreteSchedule
 from unstatic.core.continuous import EDMSchedule, FlowSchedule, NoiseSchedule
 from unstatic.core.predictions import PREDICTIONS
+from unstatic.core.spacings import resolve_spacing
 from unstatic.denoisers.precondition import Preconditioned
 from unstatic.denoisers.protocol import Network
 from unstatic.networks.weights import strip_type_and_version
@@ -63,10 +64,20 @@ class DiffusionSpec:
     """A network's diffusion setup. ``conditioning`` is ``none``, ``class`` (labels ``0..num_classes-1``;
     label ``num_classes`` means "no class", the null condition guidance uses) or ``text`` (the network
     cross-attends to the per-token states of ``text_encoder``, a name in :mod:`unstatic.text`'s registry,
-    padded to ``text_max_length`` tokens; the empty prompt is the null condition)."""
+    padded to ``text_max_length`` tokens; the empty prompt is the null condition).
+
+    Latent models (``latent``; Rombach et al. 2022) denoise the latents of the :class:`AutoencoderKL` kept in
+    the model folder's ``vae/``: ``channels`` and ``image_size`` are then the latent's, and the VAE's config
+    holds the latent scaling (and shift) factor. ``text_encoder="clip"`` means the CLIP text model and
+    tokenizer in the model folder (``text_encoder/``, ``tokenizer/``), read with ``clip_skip`` (A1111 counting,
+    1 = last layer). ``default_scheduler`` is the sigma spacing used when a caller names none (an imported
+    checkpoint's own, e.g. ``ddim_uniform`` for SD's leading spacing with ``steps_offset=1``); empty: karras.
+
+    Version 2 added ``latent``, ``clip_skip`` and ``default_scheduler``; version-1 files load with their
+    defaults (pixel space, clip_skip 1, karras)."""
 
     TYPE: ClassVar[str] = "diffusion"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     prediction: str = "edm"
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
@@ -78,6 +89,9 @@ class DiffusionSpec:
     class_names: tuple[str, ...] = ()
     text_encoder: str = ""
     text_max_length: int = 0
+    latent: bool = False
+    clip_skip: int = 1
+    default_scheduler: str = ""
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -90,6 +104,10 @@ class DiffusionSpec:
             raise ValueError("conditioning 'text' needs text_encoder and text_max_length >= 1")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
+        if self.clip_skip < 1:
+            raise ValueError(f"clip_skip must be at least 1 (1 = the last layer), got {self.clip_skip}")
+        if self.default_scheduler:
+            object.__setattr__(self, "default_scheduler", resolve_spacing(self.default_scheduler))
 
     @property
     def null_class(self) -> int:

@@ -1,6 +1,11 @@
 """What every generating pipeline shares (txt2img, img2img, inpainting, outpainting): prompts and seeds to
 conditions, one call of :func:`~unstatic.sampling.from_model.sample_model` (which owns nothing but the glue;
-the sampler owns the loop), and the results as :class:`GeneratedImage` with A1111-style parameters."""
+the sampler owns the loop), and the results as :class:`GeneratedImage` with A1111-style parameters.
+
+Latent models (Rombach et al. 2022) are sampled in latent space and decoded once, here: the start image is
+encoded with the VAE's posterior mean, sizes are divided by the VAE's factor, and the sampled latents are
+decoded at the end, so every pipeline on top works unchanged. Inpainting's wrappers hold pixel-space images
+and masks, so latent models refuse them for now."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from unstatic.imaging import to_pil
 from unstatic.models.conditioning import Conditioner
 from unstatic.models.folder import DiffusionModel
 from unstatic.pipelines.infotext import format_infotext, png_info
-from unstatic.sampling.from_model import sample_model
+from unstatic.sampling.from_model import downsampling_factor, sample_model
 from unstatic.sampling.progress import Callback
 from unstatic.sampling.registry import SAMPLERS, resolve_sampler
 
@@ -81,12 +86,14 @@ def run_generation(
         raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
     rows = [p for p in prompts for _ in range(num_images)]
     name, implied = resolve_sampler(sampler)
-    scheduler = scheduler or implied or "karras"
-    images = sample_model(
+    scheduler = scheduler or implied or model.spec.default_scheduler or "karras"
+    init, edit = _to_model_space(model, init, edit)
+    samples = sample_model(
         model, len(rows), sampler=name, steps=num_inference_steps, scheduler=scheduler, seed=seed,
         guidance_scale=guidance_scale, callback=callback, conditioner=conditioner, init=init, strength=strength,
         steps_convention=steps_convention, **_conditions(model, rows, negative_prompt), **edit,
     )
+    images = model.decode(samples)
     parameters = {
         "Steps": num_inference_steps, "Sampler": SAMPLERS[name].display_name, "Schedule type": schedule_label(scheduler),
         "CFG scale": float(guidance_scale), "Size": f"{images.shape[-1]}x{images.shape[-2]}", "Model hash": model_hash,
@@ -97,6 +104,25 @@ def run_generation(
         if 0 < strength < 1:  # only then does the convention change anything
             parameters["Steps convention"] = steps_convention
     return images, rows, seed, parameters
+
+
+def _to_model_space(model: DiffusionModel, init: Tensor | None, edit: dict[str, Any]) -> tuple[Tensor | None, dict[str, Any]]:
+    """``init`` and the size options in the space the network samples: VAE latents (posterior mean) and sides
+    divided by the VAE's factor for latent models; unchanged for pixel models."""
+    if model.vae is None:
+        return init, edit
+    if edit.get("wrap_network") is not None or edit.get("wrap_denoiser") is not None or edit.get("jumps", 1) > 1:
+        raise ValueError("inpainting is not supported for latent models yet (its mask and known region are in pixels)")
+    factor, edit = downsampling_factor(model), dict(edit)
+    for name in ("height", "width"):
+        if edit.get(name) is not None:
+            if edit[name] % factor or edit[name] < factor:
+                raise ValueError(f"{name} must be a positive multiple of {factor} for this latent model, got {edit[name]}")
+            edit[name] //= model.pixels_per_cell
+    if init is not None:
+        device = next(model.vae.parameters()).device
+        init = model.encode((init[None] if init.ndim == 3 else init).to(device))
+    return init, edit
 
 
 def _conditions(model: DiffusionModel, rows: list[str], negative_prompt: str) -> dict[str, Any]:

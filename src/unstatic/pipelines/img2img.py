@@ -35,7 +35,7 @@ def image_to_image(
     default; ``"a1111"``; ``"diffusers"``; see :mod:`unstatic.sampling.img2img`). The image is worked on at
     its own size, or ``width`` x ``height`` if given (see :mod:`unstatic.pipelines.source_image`). Other
     options as :func:`~unstatic.pipelines.txt2img.text_to_image`."""
-    init = image_tensor(image, model.spec.channels)
+    init = image_tensor(image, model.image_channels)
     h, w = working_size(init.shape[-2], init.shape[-1], downsampling_factor(model),
                         None if width is None and height is None else (width or init.shape[-1], height or init.shape[-2]))
     images, rows, seed, parameters = run_generation(model, resize(init, h, w), prompt, strength=strength,

@@ -89,7 +89,7 @@ def inpaint(
     at its own size (or ``width`` x ``height``). ``jumps``/``jump_length`` add RePaint resampling; other options
     as :func:`~unstatic.pipelines.txt2img.text_to_image`.
     """
-    original = image_tensor(image, model.spec.channels)
+    original = image_tensor(image, model.image_channels)
     full_h, full_w = original.shape[-2:]
     hard = fit_mask(mask_tensor(mask), full_h, full_w)
     soft = feather(hard, mask_blur)

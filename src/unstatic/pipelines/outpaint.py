@@ -102,7 +102,7 @@ def outpaint(
     if left + right + top + bottom == 0:
         raise ValueError("nothing to outpaint: give at least one of left, right, top, bottom")
     seed = random.randint(0, MAX_SEED) if seed is None else int(seed)
-    original = image_tensor(image, model.spec.channels)
+    original = image_tensor(image, model.image_channels)
     canvas, new, _ = extend_canvas(original, left=left, right=right, top=top, bottom=bottom, fill=fill,
                                    generator=torch.Generator().manual_seed(seed))
     overlap = math.ceil(2 * mask_blur) if overlap is None else overlap

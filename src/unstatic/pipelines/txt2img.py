@@ -9,8 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from unstatic.models.conditioning import Conditioner
-from unstatic.models.folder import DiffusionModel, load_diffusion_model, weights_hash
-from unstatic.pipelines.generation import MAX_SEED, GeneratedImage, results, run_generation
+from unstatic.models.folder import DiffusionModel
+from unstatic.models.stable_diffusion.load import load_any_model
+from unstatic.pipelines.generation import (
+    MAX_SEED,
+    GeneratedImage,
+    results,
+    run_generation,
+)
 from unstatic.sampling.progress import Callback
 
 __all__ = ["MAX_SEED", "GeneratedImage", "TextToImagePipeline", "text_to_image"]
@@ -53,11 +59,15 @@ class TextToImagePipeline:
 
     def __init__(self, model: DiffusionModel, name: str | None = None, model_hash: str | None = None) -> None:
         self.model, self.name, self.model_hash = model, name, model_hash
-        self.conditioner = Conditioner(model.spec, next(model.network.parameters()).device)
+        self.conditioner = Conditioner.for_model(model)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, device: str = "cpu") -> TextToImagePipeline:
-        return cls(load_diffusion_model(folder, device=device), Path(folder).name, weights_hash(folder))
+    def from_folder(cls, folder: str | Path, device: str = "cpu", **options: Any) -> TextToImagePipeline:
+        """Load our model folder, a diffusers Stable Diffusion folder or a single-file checkpoint (``options``:
+        see :func:`~unstatic.models.stable_diffusion.load.load_any_model`, e.g. ``vae=`` or ``prediction=``)."""
+        loaded = load_any_model(folder, device=device, **options)
+        name = Path(folder).stem if Path(folder).is_file() else Path(folder).name
+        return cls(loaded.model, name, loaded.model_hash)
 
     def __call__(self, prompt: str | Sequence[str], **options: Any) -> list[GeneratedImage]:
         options.setdefault("model_name", self.name)

@@ -40,9 +40,15 @@ def _conditions(model: DiffusionModel, conditioner: Conditioner, count: int, lab
     return None, None
 
 
-def downsampling_factor(model: DiffusionModel) -> int:
-    """What image sides must be a multiple of: 2 to the number of the U-Net's down-sampling steps."""
+def network_factor(model: DiffusionModel) -> int:
+    """What the sides of the sampled tensor must be a multiple of: 2 to the number of the U-Net's down-sampling
+    steps."""
     return 2 ** getattr(getattr(model.network, "config", None), "num_downsamplings", 0)
+
+
+def downsampling_factor(model: DiffusionModel) -> int:
+    """What image sides must be a multiple of: the U-Net's factor, times the VAE's for latent models."""
+    return network_factor(model) * model.pixels_per_cell
 
 
 @torch.no_grad()
@@ -76,6 +82,10 @@ def sample_model(
     a loaded text encoder across calls. ``height``/``width`` default to the training resolution; U-Nets are
     convolutional, so other sizes divisible by the down-sampling factor work too (quality may drop).
 
+    Latent models (``spec.latent``) are sampled in latent space: ``init``, ``height`` and ``width`` are the
+    latent's and the result is the latents, not clamped; ``model.decode`` turns them into images (the
+    generation core does, once, in :func:`~unstatic.pipelines.generation.run_generation`).
+
     Editing (all optional; the defaults are plain sampling):
 
     - ``init``: ``[count or 1, C, H, W]`` start image in the data range; its size sets height and width.
@@ -92,7 +102,7 @@ def sample_model(
     spec = model.spec
     device = next(model.network.parameters()).device
     name, implied = resolve_sampler(sampler)
-    schedule, spacing = spec.build_schedule(), scheduler or implied or "karras"
+    schedule, spacing = spec.build_schedule(), scheduler or implied or spec.default_scheduler or "karras"
     sigmas = img2img_sigmas(lambda n: get_sigmas(spacing, n, schedule), steps, strength, steps_convention)
     if init is not None:
         init = _start_image(init, count, spec.channels).to(device)
@@ -102,11 +112,11 @@ def sample_model(
     elif sigmas is None or strength != 1.0:
         raise ValueError("strength below 1 needs a start image (init)")
     sigmas = sigmas.to(device)
-    conditioner = conditioner or Conditioner(spec, device)
+    conditioner = conditioner or Conditioner.for_model(model, device)
     cond, uncond = _conditions(model, conditioner, count, labels, prompts, negative_prompt)
     generators = generators_from_seeds(range(seed, seed + count))
     height, width = height or spec.image_size, width or spec.image_size
-    factor = downsampling_factor(model)
+    factor = network_factor(model)
     if height < factor or width < factor or height % factor or width % factor:
         raise ValueError(f"height and width must be positive multiples of {factor} for this model, got {height}x{width}")
     noise = randn_per_sample((count, spec.channels, height, width), generators).to(device)
@@ -119,7 +129,7 @@ def sample_model(
         denoiser = wrap_denoiser(denoiser)
     x = sample_resampled(SAMPLERS[name].fn, denoiser, x, sigmas, jumps=jumps, jump_length=jump_length, cond=cond,
                          callback=callback, noise=generators)
-    return x.clamp(-1, 1)
+    return x if spec.latent else x.clamp(-1, 1)
 
 
 def _start_image(init: Tensor, count: int, channels: int) -> Tensor:

@@ -1,0 +1,111 @@
+"""diffusers-format Stable Diffusion folders: ``model_index.json`` with ``unet/``, ``vae/``, ``text_encoder/``,
+``tokenizer/`` and ``scheduler/``. Components load by their own configs (our U-Net and VAE take diffusers'
+names as they are; the text encoder and tokenizer through ``transformers``, local files only); the scheduler
+config becomes our schedule, prediction and default spacing (:mod:`.scheduler`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+
+from unstatic.models.folder import DiffusionModel
+from unstatic.models.spec import DiffusionSpec
+from unstatic.models.stable_diffusion.architecture import (
+    unet_to_diffusers_config,
+    vae_to_diffusers_config,
+)
+from unstatic.models.stable_diffusion.components import (
+    check_sd_shaped,
+    cpu_state,
+    truncated_clip,
+)
+from unstatic.models.stable_diffusion.scheduler import (
+    parse_prediction,
+    schedule_from_diffusers,
+    schedule_to_diffusers,
+)
+from unstatic.networks.weights import (
+    DIFFUSERS_WEIGHTS_NAME,
+    load_diffusers_unet,
+    load_diffusers_vae,
+)
+from unstatic.text.clip import CLIPTextEncoder
+
+INDEX_NAME = "model_index.json"
+PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
+SCHEDULER_CONFIG = "scheduler_config.json"
+
+
+def load_diffusers_folder(
+    folder: str | Path, *, vae: torch.nn.Module | None = None, prediction: str | None = None,
+    dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+) -> DiffusionModel:
+    """A diffusers Stable Diffusion 1.x/2.x folder as a :class:`DiffusionModel`; ``vae`` replaces (or stands in
+    for a missing) ``vae/``, ``prediction`` overrides the scheduler config's."""
+    folder = Path(folder)
+    index = json.loads((folder / INDEX_NAME).read_text())
+    kind = index.get("_class_name")
+    if kind in ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline") or "text_encoder_2" in index:
+        raise ValueError(f"{folder} is an SDXL pipeline; SDXL is not supported yet (second text encoder, pooled "
+                         "text embedding and size/crop conditioning are missing)")
+    if kind not in PIPELINES:
+        raise ValueError(f"{folder}: {INDEX_NAME} names {kind!r}; supported: {', '.join(PIPELINES)}")
+    needed = ["unet", "text_encoder", "tokenizer", "scheduler"] + (["vae"] if vae is None else [])
+    missing = [name for name in needed if not (folder / name).is_dir()]
+    if missing:
+        hint = " (pass --vae PATH for the VAE)" if "vae" in missing else ""
+        raise FileNotFoundError(f"{folder} lacks the component folder(s) {', '.join(f'{m}/' for m in missing)}{hint}")
+    try:
+        unet = load_diffusers_unet(folder / "unet", dtype=dtype, device=device)
+        vae = vae if vae is not None else load_diffusers_vae(folder / "vae", dtype=dtype, device=device)
+    except SafetensorError as error:
+        raise ValueError(f"{folder}: a weights file is not readable safetensors ({error}); it may be truncated or corrupt") from error
+    scheduler_path = folder / "scheduler" / SCHEDULER_CONFIG
+    schedule, predicted, spacing = schedule_from_diffusers(json.loads(scheduler_path.read_text()), str(scheduler_path))
+    text_encoder = CLIPTextEncoder.from_folders(folder / "text_encoder", folder / "tokenizer", device=device or "cpu",
+                                                torch_dtype=dtype or torch.float32)
+    if text_encoder.width != unet.config.cross_attention_dim:
+        raise ValueError(f"{folder}: the text encoder is {text_encoder.width} wide but the U-Net cross-attends to "
+                         f"{unet.config.cross_attention_dim}-wide context")
+    sample_size = unet.config.sample_size
+    spec = DiffusionSpec(
+        prediction=predicted, schedule=schedule, image_size=sample_size if isinstance(sample_size, int) else 64,
+        channels=unet.config.out_channels, conditioning="text", text_encoder="clip",
+        text_max_length=text_encoder.max_length, latent=True, default_scheduler=spacing,
+    )
+    if prediction is not None:
+        spec = replace(spec, prediction=parse_prediction(prediction))
+    return DiffusionModel(unet, spec, vae, text_encoder)
+
+
+def save_diffusers_folder(model: DiffusionModel, folder: str | Path) -> Path:
+    """Write ``model`` as a diffusers ``StableDiffusionPipeline`` folder (an ``EulerDiscreteScheduler`` config
+    carries the schedule). diffusers has no clip-skip setting, so the text encoder is cut to the layers read."""
+    check_sd_shaped(model)
+    folder = Path(folder)
+    spec, clip = model.spec, model.text_encoder
+    for name, module, config in (("unet", model.network, unet_to_diffusers_config(model.network.config)),
+                                 ("vae", model.vae, vae_to_diffusers_config(model.vae.config))):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in cpu_state(module).items()}, folder / name / DIFFUSERS_WEIGHTS_NAME,
+                  metadata={"format": "pt"})
+    text_model = truncated_clip(clip.model, clip.model.config.num_hidden_layers - spec.clip_skip + 1)
+    text_model.save_pretrained(folder / "text_encoder")
+    clip.tokenizer.save_pretrained(folder / "tokenizer")
+    (folder / "scheduler").mkdir(exist_ok=True)
+    scheduler = schedule_to_diffusers(spec.schedule, spec.prediction, spec.default_scheduler)
+    (folder / "scheduler" / SCHEDULER_CONFIG).write_text(json.dumps(scheduler, indent=2) + "\n")
+    index = {
+        "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", scheduler["_class_name"]],
+        "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False,
+    }
+    (folder / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+    return folder

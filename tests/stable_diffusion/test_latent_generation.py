@@ -1,0 +1,70 @@
+"""Latent models in the generation core: sampled in latent space, decoded once; img2img encodes its start image
+with the VAE's posterior mean; sizes are in pixels and must be multiples of U-Net factor x VAE factor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.stable_diffusion.tiny import IMAGE, generate
+from unstatic.models.spec import DiffusionSpec
+from unstatic.pipelines.generation import run_generation
+from unstatic.sampling.from_model import downsampling_factor, sample_model
+
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.filterwarnings("ignore::FutureWarning")]
+
+
+def start_image(seed: int) -> torch.Tensor:
+    return torch.rand(3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_txt2img_is_sampling_in_latent_space_then_decoding(loaded):
+    model = loaded["sd1"]
+    latents = sample_model(model, 1, sampler="euler", steps=3, seed=7, prompts=["a red star above a blue ring"],
+                           guidance_scale=4.0, height=IMAGE // 2, width=IMAGE // 2)
+    assert latents.shape == (1, 4, IMAGE // 2, IMAGE // 2) and latents.abs().max() > 1  # latents are not clamped
+    torch.testing.assert_close(generate(model), (model.decode(latents) + 1) / 2, rtol=0, atol=0)
+
+
+def test_img2img_with_a_latent_model(loaded):
+    model = loaded["sd1"]
+    init = start_image(1)
+    full = generate(model, init=init, strength=1.0)
+    torch.testing.assert_close(full, generate(model), rtol=0, atol=0)  # strength 1 ignores the start image
+    untouched = generate(model, init=init, strength=0.0)
+    torch.testing.assert_close(untouched, (model.decode(model.encode(init[None])) + 1) / 2, rtol=0, atol=0)
+    half, other = generate(model, init=init, strength=0.5), generate(model, init=start_image(2), strength=0.5)
+    assert (half - full).abs().max() > 1e-3 and (half - other).abs().max() > 1e-3
+
+
+def test_encode_uses_the_posterior_mean(loaded):
+    model = loaded["sd1"]
+    image = start_image(3)[None]
+    config = model.vae.config
+    expected = model.vae.encode(image).mode() * config.scaling_factor
+    torch.testing.assert_close(model.encode(image), expected)
+    torch.testing.assert_close(model.encode(image), model.encode(image), rtol=0, atol=0)  # no sampling
+
+
+def test_sizes_are_in_pixels(loaded):
+    model = loaded["sd1"]
+    assert downsampling_factor(model) == 4  # U-Net 2 x VAE 2
+    assert generate(model, height=IMAGE, width=2 * IMAGE).shape[-2:] == (IMAGE, 2 * IMAGE)
+    with pytest.raises(ValueError, match="height must be a positive multiple of 4"):
+        run_generation(model, None, "a star", num_inference_steps=1, height=IMAGE + 2, width=IMAGE)
+
+
+def test_inpainting_wrappers_are_refused_for_latent_models(loaded):
+    with pytest.raises(ValueError, match="inpainting is not supported for latent models"):
+        run_generation(loaded["sd1"], start_image(0), "a star", num_inference_steps=1, wrap_denoiser=lambda d: d)
+
+
+def test_version_1_specs_load_with_pixel_space_defaults():
+    old = {"type": "diffusion", "version": 1, "prediction": "eps", "schedule": {"kind": "discrete"}, "image_size": 32}
+    spec = DiffusionSpec.from_dict(old)
+    assert (spec.latent, spec.clip_skip, spec.default_scheduler) == (False, 1, "")
+    saved = spec.to_dict()
+    assert saved["version"] == 2 and DiffusionSpec.from_dict(json.loads(json.dumps(saved))) == spec
+    assert DiffusionSpec(default_scheduler="DDIM").default_scheduler == "ddim_uniform"  # A1111 names resolve
