@@ -163,3 +163,19 @@ def test_model_spec_round_trip_and_errors():
     with pytest.raises(ValueError, match="schedule.kind"):
         ScheduleSpec(kind="cosine")
 
+
+
+def test_inpainting_masks_are_rectangles_or_full_and_reproducible():
+    from unstatic.training.inpaint_masks import random_masks
+
+    masks = random_masks(400, 16, 12, torch.Generator().manual_seed(0))
+    assert masks.shape == (400, 1, 16, 12) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    full = masks.flatten(1).all(1)
+    assert 0.18 < full.float().mean() < 0.32  # about a quarter repaint everything
+    partial = masks[~full]
+    assert (partial.flatten(1).sum(1) >= 1).all() and (partial.flatten(1).mean(1) < 1).all()
+    again = random_masks(7, 16, 12, torch.Generator().manual_seed(0))
+    assert torch.equal(again, masks[:7])  # image i's mask does not depend on how many are drawn
+    assert not torch.equal(random_masks(7, 16, 12, torch.Generator().manual_seed(1)), again)
+    with pytest.raises(ValueError, match="full"):
+        random_masks(1, 4, 4, torch.Generator(), full=1.5)

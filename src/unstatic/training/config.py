@@ -55,6 +55,7 @@ class DiffusionConfig:
     cond_dropout: float = 0.1
     text_encoder: str = "minilm"
     text_max_length: int = 32
+    inpainting: bool = False  # train an inpainting model: mask and masked image as extra input channels
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import torch
+
 from unstatic.grids import image_grid
 from unstatic.models.folder import DiffusionModel
 from unstatic.sampling.from_model import sample_model
+from unstatic.sampling.inpaint import InpaintingConditioned
 from unstatic.training.metrics import write_atomically
 
 
@@ -18,8 +21,13 @@ def write_previews(model: DiffusionModel, output: Path, step: int, config, promp
     count = config.sample_count
     prompts = list(prompts)[:count] if model.spec.conditioning == "text" else None
     count = len(prompts) if prompts is not None else count
+    edit = {}
+    if config.diffusion.inpainting:  # nothing known: the inpainting model generates from scratch
+        size = (count, model.spec.channels, model.spec.image_size, model.spec.image_size)
+        everything = torch.ones(count, 1, *size[2:])
+        edit["wrap_network"] = lambda network: InpaintingConditioned(network, everything, torch.zeros(size))
     images = sample_model(model, count, sampler=config.sample_sampler, steps=config.sample_steps, seed=config.seed,
-                          prompts=prompts, conditioner=conditioner, guidance_scale=config.sample_guidance)
+                          prompts=prompts, conditioner=conditioner, guidance_scale=config.sample_guidance, **edit)
     captions = prompts
     if model.spec.conditioning == "class" and model.spec.class_names:
         captions = [model.spec.class_names[i % model.spec.num_classes] for i in range(count)]

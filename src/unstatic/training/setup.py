@@ -32,10 +32,12 @@ def build_spec(config: TrainConfig, dataset) -> DiffusionSpec:
 
 def unet_config(config: TrainConfig, spec: DiffusionSpec, context_width: int | None = None) -> UNetConfig:
     """``model.unet`` fields if given, else our CPU-efficient U-Net of ``model.base_channels``; sized for the
-    data's channels and resolution, with one extra class embedding for the null class of guidance, and
+    data's channels (plus mask and masked image for inpainting models) and resolution, with one extra class embedding for the null class of guidance, and
     cross-attention to ``context_width``-wide text states for text models."""
     model = config.model
-    fixed = dict(in_channels=spec.channels, out_channels=spec.channels, sample_size=spec.image_size, dropout=model.dropout)
+    # An inpainting model also sees the mask and the masked image (sampling.inpaint.InpaintingConditioned).
+    in_channels = 2 * spec.channels + 1 if config.diffusion.inpainting else spec.channels
+    fixed = dict(in_channels=in_channels, out_channels=spec.channels, sample_size=spec.image_size, dropout=model.dropout)
     if spec.conditioning == "class":
         fixed.update(class_embed_type="embedding", num_class_embeds=spec.num_classes + 1)
     if spec.conditioning == "text":

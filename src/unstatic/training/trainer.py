@@ -25,11 +25,13 @@ from unstatic.data.registry import build_dataset
 from unstatic.models.conditioning import Conditioner
 from unstatic.models.folder import DiffusionModel, save_diffusion_model
 from unstatic.networks.weights import strip_type_and_version
+from unstatic.sampling.inpaint import InpaintingConditioned, masked_image
 from unstatic.training import checkpoint as ckpt
 from unstatic.training.batches import BatchStream, EpochIndexed, derive_seed
 from unstatic.training.config import TrainConfig, config_from_mapping
 from unstatic.training.distributed import Runtime, all_sum, barrier, start, stop
 from unstatic.training.ema import EMA
+from unstatic.training.inpaint_masks import random_masks
 from unstatic.training.losses import diffusion_loss, drop_conditions, drop_mask, get_weighting
 from unstatic.training.lr import learning_rate
 from unstatic.training.noise_levels import get_noise_levels, sample_noise
@@ -220,6 +222,9 @@ class _Run:
         cond = self.conditioner.from_batch(batch)
         if cond is not None:
             cond = drop_conditions(cond, mask, self.null)
+        if config.diffusion.inpainting:  # drawn last, so other runs' random streams are unchanged
+            regions = random_masks(shape[0], shape[-2], shape[-1], generator)[rows].to(runtime.device)
+            denoiser = self.spec.denoiser(InpaintingConditioned(denoiser.network, regions, masked_image(x0, regions)))
         autocast = torch.autocast(runtime.device.type, torch.bfloat16, enabled=config.precision == "bf16")
         with autocast:
             loss, _ = diffusion_loss(denoiser, x0, noise, sigma, cond, self.weighting)
