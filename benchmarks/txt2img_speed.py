@@ -84,7 +84,8 @@ def end_to_end(folder, runs: int) -> None:
             model = type(model)(_to_bf16(model.network), model.spec)
         pipe = TextToImagePipeline(model)
         context = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if mode == "bf16" else contextlib.nullcontext
-        pipe(PROMPT, seed=0)  # load the text encoder, warm the kernels
+        with torch.inference_mode(), context():
+            pipe(PROMPT, seed=0)  # load the text encoder, warm the kernels
         cold, warm = [], []
         for run in range(runs):
             for times, prompt in ((cold, f"a small red circle in the top left corner, take {run}"), (warm, PROMPT)):
