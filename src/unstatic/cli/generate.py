@@ -99,6 +99,14 @@ _OPTIONS = {
                           help="Image width in pixels; default: the model's training size."),
     "height": click.option("--height", default=None, type=click.IntRange(1, 8192),
                            help="Image height in pixels; default: the model's training size."),
+    # Stable Diffusion checkpoints (models/stable_diffusion): what a single file may not carry.
+    "vae": click.option("--vae", default=None, type=click.Path(exists=True, path_type=Path),
+                        help="Stable Diffusion checkpoints: a VAE to use instead of (or in place of a missing) built-in one."),
+    "prediction": click.option("--prediction", default=None, type=click.Choice(["eps", "v"]),
+                               help="Stable Diffusion single files: what the U-Net predicts (SD 2.x 768-v models: v); "
+                                    "default: from the file."),
+    "tokenizer": click.option("--tokenizer", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                              help="Stable Diffusion single files from elsewhere: a CLIP tokenizer/ folder (they carry none)."),
 }
 _GENERATION_NAMES = ("model", "sampler", "scheduler", "steps", "seed", "guidance", "negative")
 _GENERATION_OPTIONS = [_OPTIONS[name] for name in _GENERATION_NAMES]
@@ -222,13 +230,7 @@ def _warn_if_other_model(from_png: Path, model_name: str | None) -> None:
               help="Also write a GIF of the first image's reverse process (noisy state beside the clean estimate, "
                    "step by step) and a filmstrip PNG beside it (NAME-filmstrip.png).")
 @_generation_options
-@generation_options("width", "height")
-@click.option("--vae", default=None, type=click.Path(exists=True, path_type=Path),
-              help="Stable Diffusion checkpoints: a VAE to use instead of (or in place of a missing) built-in one.")
-@click.option("--prediction", default=None, type=click.Choice(["eps", "v"]),
-              help="Stable Diffusion single files: what the U-Net predicts (SD 2.x 768-v models: v); default: from the file.")
-@click.option("--tokenizer", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Stable Diffusion single files from elsewhere: a CLIP tokenizer/ folder (they carry none).")
+@generation_options("width", "height", "vae", "prediction", "tokenizer")
 @click.pass_context
 def generate(ctx: click.Context, prompt: str | None, images: int, out: Path, from_png: Path | None,
              trajectory: Path | None, model_dir: Path, steps: int, vae: Path | None, prediction: str | None,
