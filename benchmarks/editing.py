@@ -8,6 +8,10 @@ For ``--count`` two-object scenes from a shapes-world seed training never used (
 * **replace**: inpaint that cell with a caption in which the object has another shape and colour;
 * **recolour**: img2img over the whole image (``--strength``) with a caption in which the object has another colour.
 
+Then outpainting: ``--seam-count`` scenes extended by 16 px on the right (edge fill) with their own caption; prints
+the seam energy across the old border relative to the rest of the image (about 1: the seam looks like the rest;
+a hard edge scores well above 1), beside the same measure for the render with noise pasted on.
+
 An edit succeeds when the reader finds exactly the edited scene: every object in its cell with the right shape
 and colour, nothing else (the untouched object included). The "renders" row is the reader on perfect renders
 of the edited scenes: the ceiling the reader allows. Prints matched/total with 95 % Wilson intervals.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+import statistics
 import time
 
 import torch
@@ -33,6 +38,7 @@ from unstatic.models import bundled_model_folder, load_diffusion_model
 from unstatic.pipelines.img2img import image_to_image
 from unstatic.pipelines.inpaint import inpaint
 from unstatic.pipelines.masks import rect_mask
+from unstatic.pipelines.outpaint import outpaint, seam_energy
 
 EDIT_SEED = 90_007  # a shapes-world seed no training config uses
 TASKS = ("remove", "replace", "recolour")
@@ -68,6 +74,7 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--strength", type=float, default=0.7, help="img2img strength of the recolour edit")
     parser.add_argument("--mask-blur", type=float, default=1.0)
+    parser.add_argument("--seam-count", type=int, default=12, help="scenes for the outpainting seam check (0: skip)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,6 +109,21 @@ def main() -> None:
         low, high = wilson_interval(hits, len(targets))
         print(f"{task:10s} {hits:5d}/{len(targets):<4d} {hits / len(targets):9.1%}  [{low:.1%}, {high:.1%}]"
               f"{ceiling / len(targets):>10.1%}")
+    if args.seam_count:
+        seams(model, world, args.seam_count, size, options)
+
+
+def seams(model, world: ShapesDataset, count: int, size: int, options: dict) -> None:
+    """Outpaint ``count`` scenes 16 px to the right; print the seam energy beside a hard edge's."""
+    ours, pasted = [], []
+    for i in range(count):
+        image = render_scenes([world.scene(i)], size)[0]
+        out = outpaint(model, image, world.describe(i).text, right=16, fill="edge", seed=i, **options)[0].image
+        ours.append(seam_energy(from_pil(out), (0, 0, size, size)))
+        noise = torch.rand(3, size, 16, generator=torch.Generator().manual_seed(i)) * 2 - 1
+        pasted.append(seam_energy(torch.cat([image, noise], dim=2), (0, 0, size, size)))
+    print(f"\noutpaint 16 px right, {count} scenes: seam energy median {statistics.median(ours):.2f} "
+          f"(min {min(ours):.2f}, max {max(ours):.2f}); noise pasted on: median {statistics.median(pasted):.2f}")
 
 
 if __name__ == "__main__":
