@@ -61,9 +61,10 @@ class Job:
 
     def on_step(self, info: StepInfo) -> bool:
         """The sampler callback: record progress and preview; True asks the sampler to stop."""
-        self.step, self.steps = info.step + 1, info.steps
-        # a copy of one image: the sampler may reuse its buffers on the next step
+        # A copy of one image (the sampler may reuse its buffers on the next step), stored before the step count:
+        # a reader on another thread that sees step > 0 then always finds its preview.
         self.preview = info.denoised[0].detach().to("cpu", copy=True)
+        self.step, self.steps = info.step + 1, info.steps
         return self.should_stop
 
     @property
