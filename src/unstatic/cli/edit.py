@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from unstatic.cli.app import main
-from unstatic.cli.generate import _generation_options
+from unstatic.cli.generate import _generation_options, save_results, show_warnings
 from unstatic.sampling.img2img import STEP_CONVENTIONS
 
 _IMAGE = click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -59,12 +59,8 @@ def _run(edit, model_dir: Path | None, out: Path, images: int, steps: int, **opt
         raise click.UsageError(str(error)) from error
     finally:
         progress.close()
-    for warning in caught:
-        click.echo(f"warning: {warning.message}", err=True)
-    for i, result in enumerate(results):
-        path = out if len(results) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
-        result.save(path)
-        click.echo(f"wrote {path} (seed {result.seed})")
+    show_warnings(caught)
+    save_results(results, out)
 
 
 @main.command(context_settings={"show_default": True})

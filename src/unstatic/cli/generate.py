@@ -155,10 +155,19 @@ def sampling_progress(length: int, label: str = "sampling") -> Iterator[Callable
     except (ValueError, FileNotFoundError) as error:
         raise click.UsageError(str(error)) from error
     finally:
-        _show_warnings(caught)
+        show_warnings(caught)
 
 
-def _show_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+def save_results(results, out: Path) -> None:
+    """Write each result as a PNG with its parameters: ``out``, or ``out-1``, ``out-2``, ... for several."""
+    for i, result in enumerate(results):
+        path = out if len(results) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
+        result.save(path)
+        click.echo(f"wrote {path} (seed {result.seed})")
+
+
+def show_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Warnings caught while sampling, each user-facing one once, as ``warning: ...`` on stderr."""
     shown: set[str] = set()
     for warning in caught:
         if not issubclass(warning.category, UserWarning):
@@ -249,10 +258,7 @@ def generate(ctx: click.Context, prompt: str | None, images: int, out: Path, fro
 
             progress = recorder = TrajectoryRecorder(then=progress)
         results = pipe(num_images=images, callback=progress, **arguments)
-    for i, result in enumerate(results):
-        path = out if len(results) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
-        result.save(path)
-        click.echo(f"wrote {path} (seed {result.seed})")
+    save_results(results, out)
     if recorder is not None:
         from unstatic.pipelines.trajectory import filmstrip_path, write_filmstrip, write_gif
 
