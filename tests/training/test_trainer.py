@@ -145,6 +145,24 @@ def test_fresh_start_never_overwrites_checkpoints(straight_run):
         train(tiny_config(straight_run.output_dir), dataset=TinyImages(), progress=False, resume=False)
 
 
+def test_init_from_starts_a_new_run_from_a_model_folder(straight_run, tmp_path):
+    """init_from loads an exported model's weights into network and EMA (step 0 of the new run sees them), and
+    a folder of another setup is refused by name."""
+    run = train(tiny_config(tmp_path / "go-on", "steps=1", f'init_from="{straight_run.model_dir}"', "optim.lr=0.0"),
+                dataset=TinyImages(), progress=False)
+    _assert_same_tensors(load_diffusion_model(straight_run.model_dir).network.state_dict(),
+                         load_checkpoint(run.checkpoint)[0]["model"])  # lr 0: the step leaves the loaded weights
+    fresh = train(tiny_config(tmp_path / "fresh", "steps=1", "optim.lr=0.0"), dataset=TinyImages(), progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(load_checkpoint(fresh.checkpoint)[0]["model"].values(),
+                                                     load_checkpoint(run.checkpoint)[0]["model"].values()))
+    with pytest.raises(TrainingError, match="another setup"):
+        train(tiny_config(tmp_path / "other", "steps=1", f'init_from="{straight_run.model_dir}"', 'diffusion.prediction="v"'),
+              dataset=TinyImages(), progress=False)
+    with pytest.raises(TrainingError, match="cannot be loaded"):
+        train(tiny_config(tmp_path / "missing", "steps=1", f'init_from="{tmp_path / "nowhere"}"'), dataset=TinyImages(),
+              progress=False)
+
+
 def test_bf16_and_gradient_accumulation_train(tmp_path):
     result = train(tiny_config(tmp_path, "steps=2", 'precision="bf16"', "grad_accum=2", "model.gradient_checkpointing=true"),
                    dataset=TinyImages(), progress=False)

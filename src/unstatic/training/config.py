@@ -88,6 +88,9 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     time_limit_minutes: float = 0.0  # stop (saving a checkpoint and samples) after this long; 0 = no limit
+    # A model folder (as training exports) whose weights start a new run, e.g. to fine-tune or go on training a
+    # shipped model; the optimizer starts afresh. Ignored when output_dir already holds a checkpoint to resume.
+    init_from: str = ""
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 3

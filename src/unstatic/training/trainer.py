@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from unstatic.data.registry import build_dataset
 from unstatic.models.conditioning import Conditioner
-from unstatic.models.folder import DiffusionModel, save_diffusion_model
-from unstatic.networks.weights import strip_type_and_version
+from unstatic.models.folder import DiffusionModel, load_diffusion_model, save_diffusion_model
+from unstatic.networks.weights import check_state_dict, strip_type_and_version
 from unstatic.sampling.inpaint import InpaintingConditioned, masked_image
 from unstatic.training import checkpoint as ckpt
 from unstatic.training.batches import BatchStream, EpochIndexed, derive_seed
@@ -175,6 +175,20 @@ class _Run:
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
 
+    def _initialise_from(self, folder: Path) -> None:
+        """Start from a model folder's weights (network and EMA alike); it must match this run's setup."""
+        try:
+            loaded = load_diffusion_model(folder)
+        except (FileNotFoundError, ValueError) as error:
+            raise TrainingError(f"init_from={str(folder)!r} cannot be loaded: {error}") from error
+        if loaded.spec != self.spec:
+            raise TrainingError(f"init_from={str(folder)!r} was trained with another setup:\n  its spec: {loaded.spec}\n"
+                                f"  this run: {self.spec}")
+        state = loaded.network.state_dict()
+        check_state_dict(self.network, state, source=str(folder))
+        self.network.load_state_dict(state)
+        self.ema.load_state_dict({name: value.to(self.runtime.device) for name, value in state.items()}, 0)
+
     def _save(self) -> Path | None:
         path = None
         if self.runtime.is_main:
@@ -242,6 +256,8 @@ class _Run:
                                 "train into a new output_dir to start over")
         if latest is not None:
             self._restore(latest)
+        elif config.init_from:
+            self._initialise_from(Path(config.init_from))
         if runtime.is_main:
             config.save(self.output / "train_config.json")
         model = self.network
