@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -90,6 +91,10 @@ def main() -> None:
     parser.add_argument("--queue-size", type=int, default=16)
     parser.add_argument("--model", default=None, help="NAME=FOLDER (default: a tiny random-weight class model)")
     parser.add_argument("--port", type=int, default=7861)
+    parser.add_argument("--trace", action="store_true",
+                        help="also trace Python allocations (tracemalloc): a column of the Python heap per round and "
+                             "the lines whose allocations grew most from round 1 to the last, which tells a Python-level "
+                             "leak from native growth (allocator arenas, caches) when RSS rises")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,19 +106,26 @@ def main() -> None:
 
             models, prompt, size = {"tiny": tiny_model_folder(Path(tmp) / "tiny")}, "circle", 16
         app = create_app(models, queue_size=args.queue_size, preload=True)
-        # keep every finished job until it is checked (then it is deleted); the default keeps the last 100
-        app.state.server.queue.keep_finished = 10**6
+        # During a round every finished job is kept until checked (then deleted), so none counts as lost for having
+        # left the history; after it the history goes back to the default 100 before memory is read, so answered
+        # synchronous jobs (kept, as a server keeps them) do not pile up as apparent growth.
+        queue = app.state.server.queue
+        history = queue.keep_finished
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
             time.sleep(0.05)
         base, mix = f"http://127.0.0.1:{args.port}", _requests(prompt, size)
-        print(f"{'round':>5} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'RSS MiB':>8}  statuses; jobs")
+        if args.trace:
+            tracemalloc.start(8)
+        heap = f" {'py MiB':>7}" if args.trace else ""
+        print(f"{'round':>5} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'RSS MiB':>8}{heap}  statuses; jobs")
         all_statuses: Counter = Counter()
-        memory, lost = [], 0
+        memory, lost, snapshots = [], 0, []
         for round_no in range(1, args.rounds + 1):
             latencies, statuses, jobs, lock = [], Counter(), [], threading.Lock()
+            queue.keep(10**6)
             stop = time.monotonic() + args.seconds
             threads = [threading.Thread(target=_client, args=(base, stop, mix, latencies, statuses, jobs, lock))
                        for _ in range(args.clients)]
@@ -123,18 +135,29 @@ def main() -> None:
                 t.join()
             states = _wait_for_jobs(base, jobs)
             lost += sum(n for state, n in states.items() if state not in FINISHED)
+            queue.keep(history)
             memory.append(_rss_mib())
+            if args.trace:
+                snapshots.append(tracemalloc.take_snapshot())
+                heap = f" {tracemalloc.get_traced_memory()[0] / 2**20:>7.1f}"
             all_statuses += statuses
             q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [0.0] * 19
             print(f"{round_no:>5} {len(latencies):>8} {len(latencies) / args.seconds:>7.1f} {q[9] * 1e3:>8.1f} "
-                  f"{q[18] * 1e3:>8.1f} {memory[-1]:>8.0f}  {dict(sorted(statuses.items()))}; {dict(states)}")
+                  f"{q[18] * 1e3:>8.1f} {memory[-1]:>8.0f}{heap}  {dict(sorted(statuses.items()))}; {dict(states)}")
         server.should_exit = True
         thread.join(10)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     server_errors = sum(n for status, n in all_statuses.items() if status >= 500)
     growth = memory[-1] - memory[0] if len(memory) > 1 else 0.0
+    # The first rounds fill allocator pools, thread pools and caches; a leak shows as growth that goes on after them.
+    half = len(memory) // 2
+    settled = f"; over rounds {half + 1} to {len(memory)}: {memory[-1] - memory[half]:+.0f} MiB" if half >= 2 else ""
     print(f"peak RSS {peak:.0f} MiB; 5xx responses: {server_errors}; jobs lost: {lost}; "
-          f"RSS change from round 1 to {len(memory)}: {growth:+.0f} MiB")
+          f"RSS change from round 1 to {len(memory)}: {growth:+.0f} MiB{settled}")
+    if len(snapshots) > 1:
+        print("Python allocations that grew most from round 1 to the last:")
+        for stat in snapshots[-1].compare_to(snapshots[0], "lineno")[:8]:
+            print(f"  {stat.size_diff / 2**10:+9.1f} KiB  {stat.count_diff:+7d} blocks  {stat.traceback[0]}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ def test_finished_jobs_are_kept_for_a_while_then_dropped():
         assert jobs[-1].done.wait(5)
         wait_for(lambda: queue.get(jobs[0].id) is None)
         assert queue.get(jobs[1].id) is jobs[1] and queue.get(jobs[2].id) is jobs[2]
+        queue.keep(1)  # a shorter history applies at once
+        assert queue.get(jobs[1].id) is None and queue.get(jobs[2].id) is jobs[2]
     finally:
         queue.stop()
 

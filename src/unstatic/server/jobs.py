@@ -34,7 +34,8 @@ class Job:
     """One request's work and everything a client may ask about it while it waits and runs."""
 
     kind: str  # "txt2img" or "img2img"
-    work: Callable[[Job], Any]  # runs in the worker; its return value is the result
+    work: Callable[[Job], Any] | None  # runs in the worker; its return value is the result. Dropped once it has
+    # run: it holds the request (init images, masks), which a finished job kept in the history has no use for.
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     number: int = 0  # submission order, for A1111's job_no
     state: str = QUEUED
@@ -198,13 +199,22 @@ class JobQueue:
             job.state, job.error, job.error_status = FAILED, f"{type(error).__name__}: {error}", 500
         finally:
             with self._cond:
-                job.finished = time.time()
+                job.finished, job.work = time.time(), None
                 self.running = None
                 self._retire(job)
             job.done.set()
 
+    def keep(self, finished: int) -> None:
+        """Keep the last ``finished`` finished jobs from now on, dropping older ones at once."""
+        with self._cond:
+            self.keep_finished = finished
+            self._trim()
+
     def _retire(self, job: Job) -> None:
         self._finished[job.id] = job
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self._finished) > self.keep_finished:
             old_id, _ = self._finished.popitem(last=False)
             self._jobs.pop(old_id, None)
