@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.tiny import TinyImages, tiny_config
+from tests.training.tiny import TINY_UNET, TinyImages, tiny_config
 from unstatic.models import load_diffusion_model
 from unstatic.sampling.from_model import sample_model
 from unstatic.training.batches import BatchStream
@@ -158,6 +158,9 @@ def test_init_from_starts_a_new_run_from_a_model_folder(straight_run, tmp_path):
     with pytest.raises(TrainingError, match="another setup"):
         train(tiny_config(tmp_path / "other", "steps=1", f'init_from="{straight_run.model_dir}"', 'diffusion.prediction="v"'),
               dataset=TinyImages(), progress=False)
+    with pytest.raises(TrainingError, match="cannot start this run"):
+        train(tiny_config(tmp_path / "wider", "steps=1", f'init_from="{straight_run.model_dir}"',
+                          unet={**TINY_UNET, "block_out_channels": [16, 16]}), dataset=TinyImages(), progress=False)
     with pytest.raises(TrainingError, match="cannot be loaded"):
         train(tiny_config(tmp_path / "missing", "steps=1", f'init_from="{tmp_path / "nowhere"}"'), dataset=TinyImages(),
               progress=False)

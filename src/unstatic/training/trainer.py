@@ -185,9 +185,12 @@ class _Run:
             raise TrainingError(f"init_from={str(folder)!r} was trained with another setup:\n  its spec: {loaded.spec}\n"
                                 f"  this run: {self.spec}")
         state = loaded.network.state_dict()
-        check_state_dict(self.network, state, source=str(folder))
+        try:  # same spec, other widths or layout: name the tensors that do not fit
+            check_state_dict(self.network, state, source=str(folder))
+        except ValueError as error:
+            raise TrainingError(f"init_from={str(folder)!r} cannot start this run: {error}") from error
         self.network.load_state_dict(state)
-        self.ema.load_state_dict({name: value.to(self.runtime.device) for name, value in state.items()}, 0)
+        self.ema.load_state_dict(state, 0)  # copy_ moves each tensor onto the EMA's device
 
     def _save(self) -> Path | None:
         path = None
