@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from unstatic.core.spacings import SPACINGS, schedule_label
 from unstatic.pipelines.infotext import parse_infotext
 from unstatic.sampling.registry import SAMPLERS
-from unstatic.server.images import decode_image, encode_preview, read_infotext
+from unstatic.server.images import decode_image, read_infotext
 from unstatic.server.schemas import (
     AUTOMATIC,
     Img2ImgRequest,
@@ -74,7 +74,7 @@ def a1111_router(state: ServerState) -> APIRouter:
             "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.started or job.created)),
         }
         return {"progress": job.progress, "eta_relative": job.eta or 0.0, "state": running_state,
-                "current_image": None if skip_current_image else encode_preview(job.preview),
+                "current_image": None if skip_current_image else job.preview_png(),
                 "textinfo": f"step {job.step}/{job.steps}, batch {job.iteration + 1}/{job.iterations}",
                 "current_task": job.id}
 

@@ -62,9 +62,9 @@ def read_infotext(image: Image.Image) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def encode_preview(preview: Tensor | None) -> str | None:
-    """A job's preview (``[C, H, W]`` clean estimate in [-1, 1]) as a raw base64 PNG; None when there is none
-    or it is not an image (a latent model's estimate has other channel counts)."""
-    if preview is None or preview.ndim != 3 or preview.shape[0] not in (1, 3):
+def preview_image(estimate: Tensor) -> Image.Image | None:
+    """A clean estimate (``[C, H, W]`` in [-1, 1]) as a PIL image; None when it is not an image (a latent model's
+    estimate has other channel counts)."""
+    if estimate.ndim != 3 or estimate.shape[0] not in (1, 3):
         return None
-    return encode_png(to_pil(preview))
+    return to_pil(estimate)

@@ -11,7 +11,6 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 
 from unstatic.server.errors import ApiError, validation_message
-from unstatic.server.images import encode_preview
 from unstatic.server.jobs import FINISHED, Job
 from unstatic.server.schemas import Img2ImgRequest, JobRequest, Txt2ImgRequest
 from unstatic.server.state import ServerState
@@ -33,7 +32,7 @@ def describe_job(state: ServerState, job: Job, preview: bool = True) -> dict[str
         "started": job.started,
         "finished": job.finished,
         "cancel_requested": job.cancel_requested,
-        "preview": encode_preview(job.preview) if preview and job.state not in FINISHED else None,
+        "preview": job.preview_png() if preview and job.state not in FINISHED else None,
         "result": job.result,
         "error": job.error,
     }

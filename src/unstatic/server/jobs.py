@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor
+from PIL import Image
 
 from unstatic.sampling.progress import StepInfo
 from unstatic.server.errors import ApiError
+from unstatic.server.images import encode_png, preview_image
 
 log = logging.getLogger("unstatic.server")
 
@@ -50,7 +51,8 @@ class Job:
     iterations: int = 1
     step: int = 0
     steps: int = 0
-    preview: Tensor | None = None  # [C, H, W] clean estimate of the first image, after the latest step
+    preview: Image.Image | None = None  # the first image's clean estimate after the latest step (None for latents)
+    _preview_png: tuple[Image.Image, str] | None = field(default=None, repr=False)  # (preview, its base64 PNG)
     interrupted: bool = False  # stop now and keep what was made (A1111's interrupt)
     skipped: bool = False  # stop the current sampler call, go on with the next iteration (A1111's skip)
     cancel_requested: bool = False  # stop now and discard (DELETE /v1/jobs/{id})
@@ -62,11 +64,21 @@ class Job:
 
     def on_step(self, info: StepInfo) -> bool:
         """The sampler callback: record progress and preview; True asks the sampler to stop."""
-        # A copy of one image (the sampler may reuse its buffers on the next step), stored before the step count:
-        # a reader on another thread that sees step > 0 then always finds its preview.
-        self.preview = info.denoised[0].detach().to("cpu", copy=True)
+        # Converted to pixels here, in the worker: the request threads that read it then never call into torch
+        # (measured: previews converted in uvicorn's short-lived request threads grew the server's memory with
+        # every round of load). Stored before the step count, so a reader that sees step > 0 finds a preview.
+        self.preview = preview_image(info.denoised[0])
         self.step, self.steps = info.step + 1, info.steps
         return self.should_stop
+
+    def preview_png(self) -> str | None:
+        """The preview as a raw base64 PNG, encoded once per step however many clients poll it."""
+        image, encoded = self.preview, self._preview_png
+        if image is None:
+            return None
+        if encoded is None or encoded[0] is not image:
+            encoded = self._preview_png = (image, encode_png(image))
+        return encoded[1]
 
     @property
     def should_stop(self) -> bool:
@@ -199,7 +211,8 @@ class JobQueue:
             job.state, job.error, job.error_status = FAILED, f"{type(error).__name__}: {error}", 500
         finally:
             with self._cond:
-                job.finished, job.work = time.time(), None
+                # The history keeps up to keep_finished jobs: only their results, not work or previews.
+                job.finished, job.work, job.preview, job._preview_png = time.time(), None, None, None
                 self.running = None
                 self._retire(job)
             job.done.set()
