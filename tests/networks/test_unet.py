@@ -261,7 +261,8 @@ def test_diffusers_head_count_meaning_is_translated():
 @pytest.mark.parametrize(
     "change, field",
     [
-        ({"addition_embed_type": "text_time"}, "addition_embed_type"),
+        ({"addition_embed_type": "text_image"}, "addition_embed_type"),
+        ({"addition_embed_type": "text_time", "addition_time_embed_dim": 256}, "projection_class_embeddings_input_dim"),
         ({"encoder_hid_dim": 1024}, "encoder_hid_dim"),
         ({"attention_type": "gated"}, "attention_type"),
         ({"dual_cross_attention": True}, "dual_cross_attention"),

@@ -51,6 +51,25 @@ MIXED_CONDITIONAL = dict(
     conv_in_kernel=5, conv_out_kernel=1, time_embedding_dim=48,
 )
 
+# SDXL (Podell et al. 2023): pooled text + size/crop "text_time" conditioning, per-level transformer depths.
+SDXL = dict(
+    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(1, 2), cross_attention_dim=24, norm_num_groups=8, transformer_layers_per_block=(1, 2),
+    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=16 + 6 * 8,
+)
+# The real SDXL base U-Net's config.json (stabilityai/stable-diffusion-xl-base-1.0, unet/), as published.
+SDXL_CONFIG = {
+    "_class_name": "UNet2DConditionModel", "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20], "block_out_channels": [320, 640, 1280],
+    "cross_attention_dim": 2048, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "in_channels": 4, "layers_per_block": 2, "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_num_groups": 32,
+    "out_channels": 4, "projection_class_embeddings_input_dim": 2816, "sample_size": 128,
+    "transformer_layers_per_block": [1, 2, 10], "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "upcast_attention": False, "use_linear_projection": True,
+}
+
 
 def _roundtrip(reference, tmp_path) -> UNet:
     reference.save_pretrained(tmp_path, safe_serialization=True)
@@ -87,12 +106,28 @@ def test_unet_2d_condition_model_matches(name, tmp_path):
     assert relative_error(got, expected) <= TOLERANCE
 
 
-@pytest.mark.parametrize("name", ["sd15", "sd21", "ddpm_cifar10"])
+def test_sdxl_text_time_conditioning_matches(tmp_path):
+    """SDXL's added conditioning: diffusers' ``added_cond_kwargs`` are our ``cond['added']``, under the same names."""
+    torch.manual_seed(0)
+    reference = perturb_parameters(diffusers.UNet2DConditionModel(**SDXL))
+    ours = _roundtrip(reference, tmp_path)
+    assert ours.config.addition_embed_type == "text_time" and ours.config.addition_time_embed_dim == 8
+    x, t, context = torch.randn(2, 4, 8, 8), torch.tensor([999.0, 20.25]), torch.randn(2, 7, 24)
+    added = {"text_embeds": torch.randn(2, 16), "time_ids": torch.tensor([[64.0, 48, 0, 0, 64, 48], [32, 32, 8, 4, 16, 16]])}
+    with torch.no_grad():
+        expected = reference(x, t, context, added_cond_kwargs=added).sample
+        got = ours(x, t, {"context": context, "added": added})
+        other_size = ours(x, t, {"context": context, "added": {**added, "time_ids": added["time_ids"].flip(0)}})
+    assert relative_error(got, expected) <= TOLERANCE
+    assert relative_error(other_size, expected) > 1e-3  # the size numbers do reach the network
+
+
+@pytest.mark.parametrize("name", ["sd15", "sd21", "sdxl", "ddpm_cifar10"])
 def test_full_size_layouts_have_diffusers_keys_and_shapes(name):
     """The real checkpoints' layouts, built on the meta device (no memory, no time): same names, same shapes."""
     from tests.networks.test_unet import DDPM_CIFAR10_CONFIG, SD15_CONFIG, SD21_CONFIG
 
-    raw = {"sd15": SD15_CONFIG, "sd21": SD21_CONFIG, "ddpm_cifar10": DDPM_CIFAR10_CONFIG}[name]
+    raw = {"sd15": SD15_CONFIG, "sd21": SD21_CONFIG, "sdxl": SDXL_CONFIG, "ddpm_cifar10": DDPM_CIFAR10_CONFIG}[name]
     reference_class = getattr(diffusers, raw["_class_name"])
     with torch.device("meta"):
         reference = reference_class(**{k: v for k, v in raw.items() if not k.startswith("_")})

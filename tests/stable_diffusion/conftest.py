@@ -10,7 +10,7 @@ from tests.stable_diffusion.tiny import save_tiny_pipeline
 @pytest.fixture(scope="session")
 def sd_folders(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("tiny_sd")
-    return {family: save_tiny_pipeline(family, root / family) for family in ("sd1", "sd2")}
+    return {family: save_tiny_pipeline(family, root / family) for family in ("sd1", "sd2", "sdxl", "sd1-inpaint")}
 
 
 @pytest.fixture(scope="session")

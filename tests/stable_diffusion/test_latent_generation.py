@@ -1,5 +1,6 @@
 """Latent models in the generation core: sampled in latent space, decoded once; img2img encodes its start image
-with the VAE's posterior mean; sizes are in pixels and must be multiples of U-Net factor x VAE factor."""
+with the VAE's posterior mean; sizes are in pixels and must be multiples of U-Net factor x VAE factor.
+Inpainting with latent models: test_latent_inpainting.py."""
 
 from __future__ import annotations
 
@@ -54,11 +55,6 @@ def test_sizes_are_in_pixels(loaded):
     assert generate(model, height=IMAGE, width=2 * IMAGE).shape[-2:] == (IMAGE, 2 * IMAGE)
     with pytest.raises(ValueError, match="height must be a positive multiple of 4"):
         run_generation(model, None, "a star", num_inference_steps=1, height=IMAGE + 2, width=IMAGE)
-
-
-def test_inpainting_wrappers_are_refused_for_latent_models(loaded):
-    with pytest.raises(ValueError, match="inpainting is not supported for latent models"):
-        run_generation(loaded["sd1"], start_image(0), "a star", num_inference_steps=1, wrap_denoiser=lambda d: d)
 
 
 def test_version_1_specs_load_with_pixel_space_defaults():

@@ -1,6 +1,7 @@
 """A diffusion model on disk in our format. Always ``model.json`` (the :class:`DiffusionSpec`) and ``unet/`` (the
 network, ``config.json`` + ``model.safetensors``); a latent model adds ``vae/`` (an :class:`AutoencoderKL` in
-the same format), and a CLIP-conditioned one ``text_encoder/`` + ``tokenizer/`` (transformers' own files). This
+the same format), and a CLIP-conditioned one ``text_encoder/`` + ``tokenizer/`` (transformers' own files; SDXL
+also ``text_encoder_2/`` + ``tokenizer_2/`` and ``text_encoders.json``). This
 is what training writes, what ``unstatic convert --to unstatic`` writes, and what sampling loads."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from unstatic.denoisers.precondition import Preconditioned
 from unstatic.models.spec import DiffusionSpec
 from unstatic.networks.weights import WEIGHTS_NAME, load_model, save_model
+from unstatic.text.registry import FOLDER_TEXT_ENCODERS
 
 SPEC_NAME = "model.json"
 NETWORK_FOLDER = "unet"
@@ -85,14 +87,13 @@ def save_diffusion_model(
     U-Net and VAE weights at half the size; they load back as float32."""
     folder = Path(folder)
     DiffusionModel(network, spec, vae, text_encoder)  # the same consistency checks as loading
-    if spec.text_encoder == "clip" and text_encoder is None:
-        raise ValueError("a model conditioned on its own CLIP (text_encoder='clip') needs the text_encoder to save")
+    if spec.text_encoder in FOLDER_TEXT_ENCODERS and text_encoder is None:
+        raise ValueError(f"a model conditioned on its own CLIP (text_encoder={spec.text_encoder!r}) needs the text_encoder to save")
     save_model(network, folder / NETWORK_FOLDER, storage_dtype)
     if vae is not None:
         save_model(vae, folder / VAE_FOLDER, storage_dtype)
-    if spec.text_encoder == "clip":
-        text_encoder.model.save_pretrained(folder / TEXT_ENCODER_FOLDER)
-        text_encoder.tokenizer.save_pretrained(folder / TOKENIZER_FOLDER)
+    if spec.text_encoder in FOLDER_TEXT_ENCODERS:
+        text_encoder.save(folder)  # text_encoder/ + tokenizer/ (SDXL: and text_encoder_2/ + tokenizer_2/)
     (folder / SPEC_NAME).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     return folder
 
@@ -127,18 +128,16 @@ def load_diffusion_model(
         raise FileNotFoundError(f"{folder} is not a diffusion model folder: {SPEC_NAME} is missing")
     spec = DiffusionSpec.from_dict(json.loads(spec_path.read_text()))
     needed = [NETWORK_FOLDER] + [VAE_FOLDER] * spec.latent
-    needed += [TEXT_ENCODER_FOLDER, TOKENIZER_FOLDER] if spec.text_encoder == "clip" else []
+    needed += list(FOLDER_TEXT_ENCODERS.get(spec.text_encoder, ()))
     missing = [name for name in needed if not (folder / name).is_dir()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {', '.join(f'{name}/' for name in missing)}, which its {SPEC_NAME} needs")
     network = load_model(folder / NETWORK_FOLDER, dtype=dtype, device=device)
     vae = load_model(folder / VAE_FOLDER, dtype=dtype, device=device) if spec.latent else None
     text_encoder = None
-    if spec.text_encoder == "clip":
-        from unstatic.text.clip import CLIPTextEncoder
+    if spec.text_encoder in FOLDER_TEXT_ENCODERS:
+        from unstatic.text.registry import load_folder_text_encoder
 
-        text_encoder = CLIPTextEncoder.from_folders(
-            folder / TEXT_ENCODER_FOLDER, folder / TOKENIZER_FOLDER, clip_skip=spec.clip_skip,
-            max_length=spec.text_max_length, device=device or "cpu",
-        )
+        text_encoder = load_folder_text_encoder(spec.text_encoder, folder, device=device or "cpu",
+                                                clip_skip=spec.clip_skip, max_length=spec.text_max_length)
     return DiffusionModel(network, spec, vae, text_encoder)

@@ -4,7 +4,8 @@ models (Ronneberger et al. 2015; Ho et al. 2020, Appendix B; Dhariwal & Nichol 2
 ``UNet(config)(x, timestep, cond)`` has the raw-network signature :class:`unstatic.denoisers.Preconditioned`
 calls. ``cond`` is None, a context tensor ``[B, M, cross_attention_dim]`` (for a model without cross-attention
 but with a class embedding, a tensor of class labels), or a mapping with any of ``context``, ``class_labels``
-and ``added`` (a vector added to the time embedding through ``add_embedding``, e.g. a pooled text embedding).
+and ``added`` (added to the time embedding through ``add_embedding``: a vector, or for SDXL's "text_time"
+conditioning the mapping ``{"text_embeds", "time_ids"}``, see :mod:`.unet_added`).
 
 Parameter names are diffusers' (``UNet2DModel`` and ``UNet2DConditionModel``), so their checkpoints load by
 name; :meth:`UNetConfig.from_diffusers` maps their ``config.json`` onto :class:`UNetConfig`.
@@ -21,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from unstatic.networks.embeddings import TimestepEmbedding, timestep_embedding
 from unstatic.networks.memory_format import activation_format, use_channels_last
+from unstatic.networks.unet_added import added_features, added_input_dim, check_added
 from unstatic.networks.unet_blocks import AttentionOptions, DownBlock, MidBlock, ResnetOptions, UpBlock
 from unstatic.networks.unet_config import COND_KEYS, DOWN_BLOCKS, MID_BLOCKS, UP_BLOCKS, UNetConfig
 
@@ -49,7 +51,8 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(config.in_channels, c[0], config.conv_in_kernel, padding=config.conv_in_kernel // 2)
         self.time_embedding = TimestepEmbedding(c[0], temb)
         self.class_embedding = _class_embedding(config)
-        self.add_embedding = TimestepEmbedding(config.addition_embed_dim, temb) if config.addition_embed_dim else None
+        added = added_input_dim(config)
+        self.add_embedding = TimestepEmbedding(added, temb) if added else None
 
         resnet = ResnetOptions(temb, config.norm_num_groups, config.norm_eps, config.dropout, config.resnet_time_scale_shift)
         layers = config.per_level("layers_per_block")
@@ -122,7 +125,8 @@ class UNet(nn.Module):
             del skips[-taken:]
         return self.conv_out(self.conv_act(self.conv_norm_out(h))).contiguous()  # callers get a plain NCHW tensor
 
-    def embed(self, x: Tensor, timestep: Tensor | float, class_labels: Tensor | None = None, added: Tensor | None = None) -> Tensor:
+    def embed(self, x: Tensor, timestep: Tensor | float, class_labels: Tensor | None = None,
+              added: Tensor | Mapping[str, Tensor] | None = None) -> Tensor:
         """The embedding every residual block sees: MLP of the sinusoidal timestep features
         (Ho et al. 2020, Appendix B), plus the class embedding and ``add_embedding(added)`` when configured."""
         cfg = self.config
@@ -138,7 +142,7 @@ class UNet(nn.Module):
                 labels = labels.to(dtype)
             emb = emb + self.class_embedding(labels).to(dtype)
         if self.add_embedding is not None:
-            emb = emb + self.add_embedding(added.to(dtype))
+            emb = emb + self.add_embedding(added_features(cfg, added).to(dtype))
         return emb
 
     def _run(self, block: nn.Module, *args: Any) -> Any:
@@ -146,7 +150,7 @@ class UNet(nn.Module):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
-    def _split_cond(self, cond: Tensor | Mapping[str, Tensor] | None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def _split_cond(self, cond: Tensor | Mapping[str, Any] | None) -> tuple[Tensor | None, Tensor | None, Any]:
         if cond is None:
             return None, None, None
         if isinstance(cond, Mapping):
@@ -160,7 +164,7 @@ class UNet(nn.Module):
             return None, cond, None  # a class-conditional model without cross-attention: the tensor is the labels
         return cond, None, None
 
-    def _check_inputs(self, x: Tensor, timestep: Any, context: Tensor | None, class_labels: Tensor | None, added: Tensor | None) -> None:
+    def _check_inputs(self, x: Tensor, timestep: Any, context: Tensor | None, class_labels: Tensor | None, added: Any) -> None:
         """Cheap shape checks, so a wrong input fails here with its name rather than deep inside a block."""
         cfg = self.config
         if x.ndim != 4:
@@ -202,13 +206,7 @@ class UNet(nn.Module):
                     raise ValueError(f"class_labels must lie in [0, num_class_embeds={cfg.num_class_embeds})")
         elif class_labels is not None:
             raise ValueError("the U-Net has no class embedding (class_embed_type is None) but got class_labels")
-        if self.add_embedding is not None:
-            if added is None or added.ndim != 2 or added.shape != (b, cfg.addition_embed_dim):
-                shape = None if added is None else tuple(added.shape)
-                raise ValueError(f"cond['added'] must have shape [B, addition_embed_dim] = [{b}, {cfg.addition_embed_dim}], got {shape}")
-        elif added is not None:
-            raise ValueError("the U-Net has no add_embedding (addition_embed_dim is None) but got cond['added']")
-
+        check_added(cfg, added, b)
 
 def _class_embedding(config: UNetConfig) -> nn.Module | None:
     kind, dim = config.class_embed_type, config.time_embed_dim

@@ -14,6 +14,7 @@ UP_BLOCKS = {"UpBlock2D": None, "AttnUpBlock2D": "self", "CrossAttnUpBlock2D": "
 MID_BLOCKS = {"UNetMidBlock2D": "self", "UNetMidBlock2DCrossAttn": "transformer"}
 CLASS_EMBED_TYPES = ("embedding", "timestep", "identity", "projection", "simple_projection")
 COND_KEYS = ("context", "class_labels", "added")
+ADDITION_EMBED_TYPES = ("text_time",)  # SDXL's pooled text + size/crop conditioning (unet_added.py)
 
 _PER_LEVEL = ("layers_per_block", "attention_head_dim", "num_attention_heads", "transformer_layers_per_block", "only_cross_attention")
 
@@ -30,7 +31,10 @@ class UNetConfig:
     ``class_embed_type``: ``"embedding"`` (``nn.Embedding(num_class_embeds, ...)`` of integer labels;
     Dhariwal & Nichol 2021, Sec. 4), ``"timestep"`` (labels embedded like timesteps), ``"identity"``,
     ``"projection"`` (MLP of a ``projection_class_embeddings_input_dim`` vector) or ``"simple_projection"``.
-    ``addition_embed_dim`` adds ``add_embedding(added)`` to the time embedding. ``zero_init_out`` zeroes the
+    ``addition_embed_dim`` adds ``add_embedding(added)`` to the time embedding; ``addition_embed_type="text_time"``
+    (SDXL) adds instead ``add_embedding`` of the pooled text embedding and the six size/crop numbers, each embedded
+    into ``addition_time_embed_dim`` channels (:mod:`.unet_added`; the MLP reads
+    ``projection_class_embeddings_input_dim``, diffusers' field). ``zero_init_out`` zeroes the
     output conv at construction so a fresh model predicts 0 (Dhariwal & Nichol 2021, Appendix; "zero_module").
     A ``CrossAttn*`` block with ``cross_attention_dim=None`` is a transformer with self-attention only.
     ``upcast_attention`` is accepted for diffusers configs and ignored: attention runs through SDPA, which
@@ -73,6 +77,8 @@ class UNetConfig:
     num_class_embeds: int | None = None
     projection_class_embeddings_input_dim: int | None = None
     addition_embed_dim: int | None = None
+    addition_embed_type: str | None = None
+    addition_time_embed_dim: int | None = None
     # input and output
     center_input_sample: bool = False
     conv_in_kernel: int = 3
@@ -185,6 +191,22 @@ class UNetConfig:
             raise ValueError("class_embed_type 'embedding' needs num_class_embeds")
         if self.class_embed_type in ("projection", "simple_projection") and not self.projection_class_embeddings_input_dim:
             raise ValueError(f"class_embed_type {self.class_embed_type!r} needs projection_class_embeddings_input_dim")
+        self._validate_added()
+
+    def _validate_added(self) -> None:
+        if self.addition_embed_type is None:
+            return
+        if self.addition_embed_type not in ADDITION_EMBED_TYPES:
+            raise ValueError(f"unsupported addition_embed_type {self.addition_embed_type!r}; expected None or "
+                             f"{', '.join(ADDITION_EMBED_TYPES)}")
+        if self.addition_embed_dim is not None or self.class_embed_type in ("projection", "simple_projection"):
+            raise ValueError("addition_embed_type 'text_time' reads projection_class_embeddings_input_dim; it cannot be "
+                             "combined with addition_embed_dim or a projection class embedding")
+        time_dim, width = self.addition_time_embed_dim, self.projection_class_embeddings_input_dim
+        if not time_dim or not width or width <= 6 * time_dim:
+            raise ValueError("addition_embed_type 'text_time' needs addition_time_embed_dim and a larger "
+                             "projection_class_embeddings_input_dim (pooled text width + 6 * addition_time_embed_dim), "
+                             f"got {time_dim} and {width}")
 
     # -- diffusers ---------------------------------------------------------------------------------------
 
@@ -235,7 +257,7 @@ _MUST_BE = {
     "num_attention_heads": (None,),
     "encoder_hid_dim": (None,),
     "encoder_hid_dim_type": (None,),
-    "addition_embed_type": (None,),  # "text_time" (SDXL) is a later issue
+    "addition_embed_type": (None, "text_time"),  # "text_time": SDXL (unet_added.py)
     "dual_cross_attention": (False,),
     "attention_type": ("default",),
     "class_embeddings_concat": (False,),
@@ -328,6 +350,8 @@ def _config_from_diffusers(raw: Mapping[str, Any]) -> UNetConfig:
         only_cross_attention=d["only_cross_attention"],
         upcast_attention=d["upcast_attention"],
         projection_class_embeddings_input_dim=d["projection_class_embeddings_input_dim"],
+        addition_embed_type=d["addition_embed_type"],
+        addition_time_embed_dim=d["addition_time_embed_dim"] if d["addition_embed_type"] else None,
         conv_in_kernel=d["conv_in_kernel"],
         conv_out_kernel=d["conv_out_kernel"],
     )

@@ -4,8 +4,8 @@ the sampler owns the loop), and the results as :class:`GeneratedImage` with A111
 
 Latent models (Rombach et al. 2022) are sampled in latent space and decoded once, here: the start image is
 encoded with the VAE's posterior mean, sizes are divided by the VAE's factor, and the sampled latents are
-decoded at the end, so every pipeline on top works unchanged. Inpainting's wrappers hold pixel-space images
-and masks, so latent models refuse them for now."""
+decoded at the end, so every pipeline on top works unchanged. Wrappers (``wrap_network``, ``wrap_denoiser``)
+see the network's space: inpainting hands them latents and masks on the latent grid."""
 
 from __future__ import annotations
 
@@ -111,8 +111,6 @@ def _to_model_space(model: DiffusionModel, init: Tensor | None, edit: dict[str, 
     divided by the VAE's factor for latent models; unchanged for pixel models."""
     if model.vae is None:
         return init, edit
-    if edit.get("wrap_network") is not None or edit.get("wrap_denoiser") is not None or edit.get("jumps", 1) > 1:
-        raise ValueError("inpainting is not supported for latent models yet (its mask and known region are in pixels)")
     factor, edit = downsampling_factor(model), dict(edit)
     for name in ("height", "width"):
         if edit.get(name) is not None:

@@ -1,7 +1,7 @@
 """Inpainting: repaint the white part of a mask, keep the rest, with any model (known region re-imposed at every
 step, optionally with RePaint resampling) or with an inpainting model (mask and masked image as extra input
-channels). The wrappers are in :mod:`unstatic.sampling.inpaint`; this module prepares masks and images, runs
-them through the img2img core, and puts the result back.
+channels). The wrappers are in :mod:`unstatic.sampling.inpaint`; this module prepares masks and images (in
+latent space for latent models), runs them through the img2img core, and puts the result back.
 
 Bad input: a mask of another size than the image is resized to it (warning); an all-black mask repaints
 nothing, so the image comes back unchanged without a model call (warning); an all-white mask is img2img of
@@ -51,19 +51,49 @@ def inpaint_tensors(
 ) -> tuple[Tensor, list[str], int, dict[str, Any]]:
     """Inpaint ``image`` ``[C, H, W]`` (a size the model takes) where ``soft`` (``[1, H, W]``, feathered) is
     white; ``hard`` is the unfeathered mask an inpainting model is shown. Returns what ``run_generation`` returns,
-    with the kept region blended back exactly."""
-    image_b, soft_b = image[None], soft[None]
+    with the kept region blended back exactly.
+
+    A latent model works on the image's latents (VAE posterior mean) with the masks brought to the latent grid
+    (:func:`latent_masks`); an inpainting model is shown the latents of the masked image, as SD's inpainting
+    U-Net was trained (Rombach et al. 2022, Sec. 4.5). The kept region is blended back in pixels after decoding,
+    so it comes back exactly, as in pixel space."""
+    image_b = image[None]
+    cells, hard_cells, soft_cells = _to_cells(model, image_b, hard, soft)
     conditioned = is_inpainting_model(model)
+    masked = _encode(model, masked_image(image_b, hard[None])) if conditioned else None
     images, rows, seed, parameters = run_generation(
         model, image, prompt,
-        wrap_network=(lambda network: InpaintingConditioned(network, hard[None], masked_image(image_b, hard[None])))
-        if conditioned else None,
-        wrap_denoiser=lambda denoiser: KnownRegionDenoiser(denoiser, image_b, soft_b),
+        wrap_network=(lambda network: InpaintingConditioned(network, hard_cells[None], masked)) if conditioned else None,
+        wrap_denoiser=lambda denoiser: KnownRegionDenoiser(denoiser, cells, soft_cells[None]),
         jumps=jumps, jump_length=jump_length, **options,
     )
     if jumps > 1:
         parameters.update({"Resample jumps": jumps, "Jump length": jump_length})
-    return blend_known(images, image_b, soft_b), rows, seed, parameters
+    return blend_known(images, image_b, soft[None]), rows, seed, parameters
+
+
+def latent_masks(hard: Tensor, soft: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Pixel masks (``[1, H, W]``) on a latent grid of ``height`` x ``width`` cells: the hard mask by nearest
+    neighbour, as diffusers' inpainting pipeline resizes it (so an inpainting U-Net sees the kind of mask it
+    was trained on); the feathered one by area averaging, so a cell is repainted in proportion to its pixels."""
+    if tuple(hard.shape[-2:]) == (height, width):
+        return hard, soft
+    nearest = torch.nn.functional.interpolate(hard[None], size=(height, width), mode="nearest")[0]
+    area = torch.nn.functional.interpolate(soft[None], size=(height, width), mode="area")[0]
+    return nearest, area.clamp(0, 1)
+
+
+def _encode(model: DiffusionModel, images: Tensor) -> Tensor:
+    """Images to what the network samples (latents, or the images themselves), on the CPU like the masks."""
+    if model.vae is None:
+        return images
+    return model.encode(images.to(next(model.vae.parameters()).device)).cpu()
+
+
+def _to_cells(model: DiffusionModel, image: Tensor, hard: Tensor, soft: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The image and both masks in the space the network samples."""
+    cells = _encode(model, image)
+    return (cells, *latent_masks(hard, soft, *cells.shape[-2:]))
 
 
 def inpaint(

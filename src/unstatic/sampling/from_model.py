@@ -22,9 +22,11 @@ from unstatic.sampling.registry import SAMPLERS, resolve_sampler
 from unstatic.sampling.resample import sample_resampled
 
 
-def _conditions(model: DiffusionModel, conditioner: Conditioner, count: int, labels, prompts, negative_prompt: str):
-    """``(cond, uncond)`` for ``count`` images: labels cycle through the classes by default; prompts are
-    required for text models; the negative prompt (text) or the null class is the unconditional branch."""
+def _conditions(model: DiffusionModel, conditioner: Conditioner, count: int, labels, prompts, negative_prompt: str,
+                size: tuple[int, int]):
+    """``(cond, uncond)`` for ``count`` images of ``size`` ``(h, w)`` pixels: labels cycle through the classes by
+    default; prompts are required for text models; the negative prompt (text) or the null class is the
+    unconditional branch."""
     spec = model.spec
     if spec.conditioning == "class":
         labels = list(labels) if labels is not None else [i % spec.num_classes for i in range(count)]
@@ -34,7 +36,7 @@ def _conditions(model: DiffusionModel, conditioner: Conditioner, count: int, lab
     if spec.conditioning == "text":
         if prompts is None or len(prompts) != count:
             raise ValueError(f"a text model needs one prompt per image: got {0 if prompts is None else len(prompts)} for {count}")
-        return conditioner.prompts(prompts), conditioner.prompts([negative_prompt] * count)
+        return conditioner.prompts(prompts, size), conditioner.negative([negative_prompt] * count, size)
     if labels is not None or prompts is not None:
         raise ValueError("this model is unconditional: it takes no labels or prompts")
     return None, None
@@ -112,10 +114,11 @@ def sample_model(
     elif sigmas is None or strength != 1.0:
         raise ValueError("strength below 1 needs a start image (init)")
     sigmas = sigmas.to(device)
-    conditioner = conditioner or Conditioner.for_model(model, device)
-    cond, uncond = _conditions(model, conditioner, count, labels, prompts, negative_prompt)
-    generators = generators_from_seeds(range(seed, seed + count))
     height, width = height or spec.image_size, width or spec.image_size
+    conditioner = conditioner or Conditioner.for_model(model, device)
+    pixels = (height * model.pixels_per_cell, width * model.pixels_per_cell)  # SDXL conditions on the image's size
+    cond, uncond = _conditions(model, conditioner, count, labels, prompts, negative_prompt, pixels)
+    generators = generators_from_seeds(range(seed, seed + count))
     factor = network_factor(model)
     if height < factor or width < factor or height % factor or width % factor:
         raise ValueError(f"height and width must be positive multiples of {factor} for this model, got {height}x{width}")

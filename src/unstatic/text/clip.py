@@ -24,6 +24,9 @@ class CLIPTextEncoder:
     then ``final_layer_norm``. diffusers counts layers *skipped* instead, so our ``clip_skip=k`` equals
     diffusers' ``clip_skip=k-1`` (and ``clip_skip=None`` there is 1 here).
 
+    ``final_layer_norm=False`` leaves the chosen hidden state as it is (SDXL reads ``hidden_states[-2]`` of both
+    its encoders without the norm; Podell et al. 2023, Sec. 2.1).
+
     ``pooled`` is the final-layer state at the first end-of-text token (``pooler_output``), or the projected
     ``text_embeds`` when the folder holds a ``CLIPTextModelWithProjection`` (SDXL's second encoder); it does
     not depend on ``clip_skip``, as in diffusers.
@@ -43,6 +46,7 @@ class CLIPTextEncoder:
         clip_skip: int = 1,
         max_length: int | None = None,
         device: torch.device | str = "cpu",
+        final_layer_norm: bool = True,
     ) -> None:
         config = model.config
         if not 1 <= clip_skip <= config.num_hidden_layers:
@@ -55,6 +59,7 @@ class CLIPTextEncoder:
         self.model = model.to(device).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.clip_skip = clip_skip
+        self.final_layer_norm = final_layer_norm
         self.max_length = max_length
         self.has_projection = hasattr(model, "text_projection")
         self.width = config.hidden_size
@@ -92,6 +97,11 @@ class CLIPTextEncoder:
         clip_tokenizer = transformers.CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True)
         return cls(model, clip_tokenizer, clip_skip=clip_skip, max_length=max_length, device=device)
 
+    def save(self, folder: str | Path) -> None:
+        """Write ``text_encoder/`` and ``tokenizer/`` (transformers' own files) into a model folder."""
+        self.model.save_pretrained(Path(folder) / "text_encoder")
+        self.tokenizer.save_pretrained(Path(folder) / "tokenizer")
+
     @property
     def text_model(self) -> torch.nn.Module:
         """The bare ``CLIPTextModel`` (inside the projection wrapper when there is one)."""
@@ -105,12 +115,15 @@ class CLIPTextEncoder:
         if not prompts:
             return empty_embedding(self.max_length, self.width, self.pooled_width, self.device)
         input_ids = tokenize_fixed(self.tokenizer, prompts, self.max_length, self.truncation, self.device)["input_ids"]
-        output = self.text_model(input_ids, output_hidden_states=self.clip_skip > 1)
-        if self.clip_skip == 1:
+        last = self.clip_skip == 1 and self.final_layer_norm
+        output = self.text_model(input_ids, output_hidden_states=not last)
+        if last:
             context = output.last_hidden_state  # already through final_layer_norm
         else:
             # hidden_states = (embeddings, layer 1, ..., layer N), before final_layer_norm
-            context = self.text_model.final_layer_norm(output.hidden_states[-self.clip_skip])
+            context = output.hidden_states[-self.clip_skip]
+            if self.final_layer_norm:
+                context = self.text_model.final_layer_norm(context)
         pooled = output.pooler_output
         if self.has_projection:
             pooled = self.model.text_projection(pooled)

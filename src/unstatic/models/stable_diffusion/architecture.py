@@ -1,10 +1,11 @@
 """Architecture configs of Stable Diffusion components: inferred from a single file's tensor names and shapes,
 and written back as diffusers ``config.json`` dicts.
 
-What shapes cannot tell is fixed by the family (SD 1.x or 2.x), as the original ``v1-inference.yaml`` and
-``v2-inference(-v).yaml`` fix it: the U-Net's attention heads (SD 1.x: 8 heads everywhere; SD 2.x: heads of
-64 channels), GroupNorm with 32 groups everywhere, the VAE's latent scale 0.18215, CLIP heads of 64 channels
-and the CLIP activation (SD 1.x: quick GELU; SD 2.x: GELU). Files written by unstatic carry their exact
+What shapes cannot tell is fixed by the family (SD 1.x, 2.x or SDXL), as the original ``v1-inference.yaml``,
+``v2-inference(-v).yaml`` and ``sd_xl_base.yaml`` fix it: the U-Net's attention heads (SD 1.x: 8 heads
+everywhere; SD 2.x and SDXL: heads of 64 channels), GroupNorm with 32 groups everywhere, the VAE's latent scale
+(0.18215; SDXL 0.13025), CLIP heads of 64 channels and the CLIP activation (SD 1.x and SDXL's CLIP-L: quick
+GELU; SD 2.x and SDXL's OpenCLIP-bigG: GELU). Files written by unstatic carry their exact
 configs in the safetensors metadata instead (see :mod:`.single_file`).
 """
 
@@ -15,13 +16,15 @@ from typing import Any
 
 from torch import Tensor
 
-from unstatic.models.stable_diffusion.clip_keys import SD1_PREFIX, SD2_PREFIX
+from unstatic.models.stable_diffusion.clip_keys import PROJECTION, SD1_PREFIX, SD2_PREFIX
 from unstatic.models.stable_diffusion.unet_keys import PREFIX as UNET_PREFIX
 from unstatic.networks.unet_config import UNetConfig
 from unstatic.networks.vae import VAEConfig
 
-FAMILIES = ("sd1", "sd2")
+FAMILIES = ("sd1", "sd2", "sdxl")
 SDXL_PREFIX = "conditioner.embedders."
+SDXL_VAE_SCALE = 0.13025  # sd_xl_base.yaml: scale_factor
+ADDED_PREFIX = "label_emb.0."  # SDXL's added-conditioning MLP in the original U-Net (diffusers' add_embedding)
 HEAD_WIDTH = 64  # SD 2.x U-Net heads and every CLIP head are 64 channels wide
 SD1_HEADS = 8
 _CONTEXT_WIDTH = {768: "sd1", 1024: "sd2"}
@@ -39,13 +42,13 @@ def _indices(tensors: dict[str, Tensor], pattern: str) -> list[int]:
 
 
 def detect_family(tensors: dict[str, Tensor], source: str) -> str:
-    """``"sd1"`` or ``"sd2"``: by the text encoder's layout, else by the U-Net's cross-attention width."""
-    if any(k.startswith(SDXL_PREFIX) for k in tensors):
-        raise ValueError(f"{source} is an SDXL checkpoint (conditioner.embedders.*); SDXL is not supported yet: "
-                         "its two text encoders, pooled text embedding and size/crop conditioning are missing")
+    """``"sd1"``, ``"sd2"`` or ``"sdxl"``: by the text encoders' layout (or SDXL's added-conditioning MLP), else by
+    the U-Net's cross-attention width."""
     if not any(k.startswith(UNET_PREFIX) for k in tensors):
         raise ValueError(f"{source} is not a Stable Diffusion checkpoint of a known family: it has no U-Net "
                          f"tensors ({UNET_PREFIX}*)")
+    if any(k.startswith(SDXL_PREFIX) for k in tensors) or f"{UNET_PREFIX}{ADDED_PREFIX}0.weight" in tensors:
+        return "sdxl"
     if any(k.startswith(SD2_PREFIX) for k in tensors):
         return "sd2"
     if any(k.startswith(SD1_PREFIX) for k in tensors):
@@ -57,8 +60,11 @@ def detect_family(tensors: dict[str, Tensor], source: str) -> str:
                      f"{sorted(widths) or 'none'} (SD 1.x: 768, SD 2.x: 1024)")
 
 
-def unet_config_from_tensors(tensors: dict[str, Tensor], family: str, sample_size: int, source: str) -> UNetConfig:
-    """The U-Net config of an original-layout checkpoint (``model.diffusion_model.*``)."""
+def unet_config_from_tensors(tensors: dict[str, Tensor], family: str, sample_size: int, source: str,
+                             pooled_width: int | None = None) -> UNetConfig:
+    """The U-Net config of an original-layout checkpoint (``model.diffusion_model.*``). SDXL's added conditioning
+    is read off ``label_emb.0.0`` (``[time, pooled_width + 6 * addition_time_embed_dim]``), given the pooled text
+    width (the second text encoder's projection)."""
     p = UNET_PREFIX
     entries = _indices(tensors, re.escape(p) + r"input_blocks\.(\d+)\.")
     downsamplers = [k for k in entries if f"{p}input_blocks.{k}.0.op.weight" in tensors]
@@ -83,8 +89,9 @@ def unet_config_from_tensors(tensors: dict[str, Tensor], family: str, sample_siz
     c0 = channels[0]
     time_dim = _require(tensors, f"{p}time_embed.0.weight", source)[0]
     heads = SD1_HEADS if family == "sd1" else tuple(max(1, c // HEAD_WIDTH) for c in channels)
+    added = _added_config(tensors, pooled_width, source) if family == "sdxl" else {}
     return UNetConfig.from_diffusers({
-        "_class_name": "UNet2DConditionModel", "sample_size": sample_size,
+        **added, "_class_name": "UNet2DConditionModel", "sample_size": sample_size,
         "in_channels": _require(tensors, f"{p}input_blocks.0.0.weight", source)[1],
         "out_channels": _require(tensors, f"{p}out.2.weight", source)[0],
         "block_out_channels": channels, "layers_per_block": layers,
@@ -95,6 +102,17 @@ def unet_config_from_tensors(tensors: dict[str, Tensor], family: str, sample_siz
         "transformer_layers_per_block": depth, "upcast_attention": family == "sd2",
         "time_embedding_dim": None if time_dim == 4 * c0 else time_dim,
     })
+
+
+def _added_config(tensors: dict[str, Tensor], pooled_width: int | None, source: str) -> dict[str, Any]:
+    """SDXL's "text_time" fields of a diffusers U-Net config, from the added-conditioning MLP's input width."""
+    width = _require(tensors, f"{UNET_PREFIX}{ADDED_PREFIX}0.weight", source)[1]
+    if pooled_width is None or (width - pooled_width) % 6 or width <= pooled_width:
+        raise ValueError(f"{source}: the U-Net's added conditioning reads {width} numbers, which is not the pooled text "
+                         f"width ({pooled_width}) plus six size/crop embeddings (SDXL base; the refiner's aesthetic-score "
+                         "conditioning is not supported)")
+    return {"addition_embed_type": "text_time", "addition_time_embed_dim": (width - pooled_width) // 6,
+            "projection_class_embeddings_input_dim": width}
 
 
 def vae_config_from_tensors(tensors: dict[str, Tensor], prefix: str, source: str) -> VAEConfig:
@@ -115,18 +133,21 @@ def vae_config_from_tensors(tensors: dict[str, Tensor], prefix: str, source: str
     )
 
 
-def clip_config_from_tensors(text_state: dict[str, Tensor], family: str, tokenizer: Any) -> dict[str, Any]:
-    """A transformers ``CLIPTextConfig`` dict for ``CLIPTextTransformer`` tensors (see :mod:`.clip_keys`)."""
+def clip_config_from_tensors(text_state: dict[str, Tensor], family: str, tokenizer: Any, openclip: bool | None = None) -> dict[str, Any]:
+    """A transformers ``CLIPTextConfig`` dict for ``CLIPTextTransformer`` tensors (see :mod:`.clip_keys`);
+    ``openclip`` (default: SD 2.x) picks GELU, and a ``text_projection.weight`` makes it a model with projection."""
     vocab, width = text_state["embeddings.token_embedding.weight"].shape
     layers = len(_indices(text_state, r"encoder\.layers\.(\d+)\."))
+    openclip = family == "sd2" if openclip is None else openclip
+    projection = text_state[PROJECTION].shape[0] if PROJECTION in text_state else width
     return {
         "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": layers,
         "intermediate_size": text_state["encoder.layers.0.mlp.fc1.weight"].shape[0],
         "num_attention_heads": max(1, width // HEAD_WIDTH),
         "max_position_embeddings": text_state["embeddings.position_embedding.weight"].shape[0],
-        "hidden_act": "quick_gelu" if family == "sd1" else "gelu", "projection_dim": width,
+        "hidden_act": "gelu" if openclip else "quick_gelu", "projection_dim": projection,
         "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
-        "architectures": ["CLIPTextModel"],
+        "architectures": ["CLIPTextModelWithProjection" if PROJECTION in text_state else "CLIPTextModel"],
     }
 
 
@@ -136,7 +157,8 @@ def unet_to_diffusers_config(config: UNetConfig) -> dict[str, Any]:
     if any(t.startswith("Attn") for t in (*config.down_block_types, *config.up_block_types)):
         raise ValueError("U-Nets with plain self-attention blocks have no Stable Diffusion layout")
     if config.class_embed_type or config.addition_embed_dim or not config.has_cross_attention:
-        raise ValueError("only text-conditioned U-Nets without class or added embeddings have a Stable Diffusion layout")
+        raise ValueError("only text-conditioned U-Nets without class embeddings (added ones: SDXL's text_time only) "
+                         "have a Stable Diffusion layout")
     levels = range(config.num_levels)
     return {
         "_class_name": "UNet2DConditionModel", "sample_size": config.sample_size or 64,
@@ -154,6 +176,8 @@ def unet_to_diffusers_config(config: UNetConfig) -> dict[str, Any]:
         "time_embedding_dim": config.time_embedding_dim, "center_input_sample": config.center_input_sample,
         "conv_in_kernel": config.conv_in_kernel, "conv_out_kernel": config.conv_out_kernel,
         "mid_block_scale_factor": config.mid_block_scale_factor, "dropout": config.dropout,
+        "addition_embed_type": config.addition_embed_type, "addition_time_embed_dim": config.addition_time_embed_dim,
+        "projection_class_embeddings_input_dim": config.projection_class_embeddings_input_dim,
     }
 
 

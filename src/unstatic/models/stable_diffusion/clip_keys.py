@@ -23,6 +23,12 @@ SD 2.x conditions on the *penultimate* layer through ``ln_final`` (``FrozenOpenC
 "penultimate")``), so reading such a file keeps all layers but the last, as diffusers' SD 2 folders do, and
 writing one appends an identity layer (zero attention and MLP output projections: ``x + 0 + 0``) that the
 penultimate rule skips again. ``text_projection`` and ``logit_scale`` are not used by SD and are not read.
+
+SDXL (Podell et al. 2023) stores both of its encoders under ``conditioner.embedders.``: CLIP ViT-L in
+transformers' layout under ``conditioner.embedders.0.transformer.`` (as SD 1.x), and OpenCLIP ViT-bigG under
+``conditioner.embedders.1.model.`` (as SD 2.x, with every layer: its pooled output reads the last one) plus its
+``text_projection``, a ``[width, projection]`` matrix applied as ``x @ P``, which is transformers'
+``text_projection.weight`` transposed.
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ from torch import Tensor
 
 SD1_PREFIX = "cond_stage_model.transformer."
 SD2_PREFIX = "cond_stage_model.model."
+SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 OPENCLIP_UNUSED = ("text_projection", "logit_scale", "attn_mask")
+PROJECTION = "text_projection.weight"  # transformers' name (CLIPTextModelWithProjection), beside the transformer's
 
 _LAYER = re.compile(r"transformer\.resblocks\.(\d+)\.")
 _OPENCLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
@@ -44,38 +53,56 @@ _OPENCLIP_TOP = {"embeddings.token_embedding.weight": "token_embedding.weight",
                  "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
 
 
-def sd1_from_file(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The CLIP-L tensors of an SD 1.x file, by transformers' ``CLIPTextTransformer`` names."""
+def sd1_from_file(state_dict: dict[str, Tensor], prefix: str = SD1_PREFIX) -> dict[str, Tensor]:
+    """The CLIP-L tensors of an SD 1.x file (or SDXL's first encoder), by transformers' ``CLIPTextTransformer`` names."""
     out = {}
     for key, value in state_dict.items():
-        if key.startswith(SD1_PREFIX):
-            name = key[len(SD1_PREFIX):]
+        if key.startswith(prefix):
+            name = key[len(prefix):]
             name = name.removeprefix("text_model.")
             if name != "embeddings.position_ids":  # a buffer older transformers saved; it is arange(77)
                 out[name] = value
     return out
 
 
-def sd1_to_file(text_state: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {f"{SD1_PREFIX}text_model.{k}": v for k, v in text_state.items()}
+def sd1_to_file(text_state: dict[str, Tensor], prefix: str = SD1_PREFIX) -> dict[str, Tensor]:
+    return {f"{prefix}text_model.{k}": v for k, v in text_state.items()}
 
 
-def openclip_layer_count(state_dict: dict[str, Tensor]) -> int:
-    found = {int(m.group(1)) for k in state_dict if k.startswith(SD2_PREFIX) and (m := _LAYER.match(k[len(SD2_PREFIX):]))}
+def openclip_layer_count(state_dict: dict[str, Tensor], prefix: str = SD2_PREFIX) -> int:
+    found = {int(m.group(1)) for k in state_dict if k.startswith(prefix) and (m := _LAYER.match(k[len(prefix):]))}
     return max(found) + 1 if found else 0
 
 
 def sd2_from_file(state_dict: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """The OpenCLIP text tower of an SD 2.x file as ``CLIPTextTransformer`` tensors, without its last layer."""
-    theirs = {k[len(SD2_PREFIX):]: v for k, v in state_dict.items() if k.startswith(SD2_PREFIX)}
-    layers = openclip_layer_count(state_dict)
-    if layers < 2:
+    if openclip_layer_count(state_dict) < 2:
         raise ValueError(f"{source}: the OpenCLIP text encoder needs at least 2 layers (SD 2 reads the penultimate one)")
+    return openclip_from_file(state_dict, SD2_PREFIX, source, drop_last=True)
+
+
+def sdxl_openclip_from_file(state_dict: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """SDXL's OpenCLIP-bigG as ``CLIPTextModelWithProjection`` tensors: every layer, and ``text_projection.weight``."""
+    out = openclip_from_file(state_dict, SDXL_OPENCLIP_PREFIX, source, drop_last=False)
+    name = SDXL_OPENCLIP_PREFIX + "text_projection"
+    if name not in state_dict:
+        raise ValueError(f"{source}: missing tensor {name} (SDXL's pooled text embedding needs it)")
+    out[PROJECTION] = state_dict[name].T.contiguous()
+    return out
+
+
+def openclip_from_file(state_dict: dict[str, Tensor], prefix: str, source: str, drop_last: bool) -> dict[str, Tensor]:
+    """An OpenCLIP text tower under ``prefix`` as ``CLIPTextTransformer`` tensors (``drop_last``: without its last
+    layer, which the penultimate rule never reads)."""
+    theirs = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    layers = openclip_layer_count(state_dict, prefix)
+    if layers < 1:
+        raise ValueError(f"{source}: no OpenCLIP text encoder layers ({prefix}transformer.resblocks.*)")
     out, used = {}, set()
 
     def take(name: str) -> Tensor:
         if name not in theirs:
-            raise ValueError(f"{source}: missing tensor {SD2_PREFIX}{name}")
+            raise ValueError(f"{source}: missing tensor {prefix}{name}")
         used.add(name)
         return theirs[name]
 
@@ -83,7 +110,7 @@ def sd2_from_file(state_dict: dict[str, Tensor], source: str) -> dict[str, Tenso
         out[ours] = take(name)
     for layer in range(layers):
         block = f"transformer.resblocks.{layer}."
-        if layer == layers - 1:  # skipped by the penultimate rule
+        if drop_last and layer == layers - 1:  # skipped by the penultimate rule
             used.update(k for k in theirs if k.startswith(block))
             continue
         for ours, name in _OPENCLIP_LAYER.items():
@@ -95,19 +122,30 @@ def sd2_from_file(state_dict: dict[str, Tensor], source: str) -> dict[str, Tenso
                 out[f"encoder.layers.{layer}.self_attn.{part}_proj.{kind}"] = tensor
     unexpected = sorted(k for k in set(theirs) - used if k not in OPENCLIP_UNUSED)
     if unexpected:
-        raise ValueError(f"{source}: unexpected OpenCLIP tensors: " + ", ".join(SD2_PREFIX + k for k in unexpected[:10]))
+        raise ValueError(f"{source}: unexpected OpenCLIP tensors: " + ", ".join(prefix + k for k in unexpected[:10]))
     return out
 
 
 def sd2_to_file(text_state: dict[str, Tensor], layers: int) -> dict[str, Tensor]:
     """``CLIPTextTransformer`` tensors of ``layers`` layers as an SD 2.x OpenCLIP tower, plus the identity layer
     that the penultimate rule skips (see the module docstring)."""
-    out = {SD2_PREFIX + theirs: text_state[ours] for ours, theirs in _OPENCLIP_TOP.items()}
-    for layer in range(layers + 1):
-        block = f"{SD2_PREFIX}transformer.resblocks.{layer}."
-        if layer == layers:
-            out.update(_identity_layer(block, text_state, f"encoder.layers.{layers - 1}."))
-            continue
+    out = openclip_to_file(text_state, SD2_PREFIX, layers)
+    out.update(_identity_layer(f"{SD2_PREFIX}transformer.resblocks.{layers}.", text_state, f"encoder.layers.{layers - 1}."))
+    return out
+
+
+def sdxl_openclip_to_file(text_state: dict[str, Tensor], layers: int) -> dict[str, Tensor]:
+    """``CLIPTextModelWithProjection`` tensors as SDXL's OpenCLIP-bigG tower (every layer, the projection transposed)."""
+    out = openclip_to_file({k: v for k, v in text_state.items() if k != PROJECTION}, SDXL_OPENCLIP_PREFIX, layers)
+    out[SDXL_OPENCLIP_PREFIX + "text_projection"] = text_state[PROJECTION].T.contiguous()
+    return out
+
+
+def openclip_to_file(text_state: dict[str, Tensor], prefix: str, layers: int) -> dict[str, Tensor]:
+    """``CLIPTextTransformer`` tensors of ``layers`` layers as an OpenCLIP text tower under ``prefix``."""
+    out = {prefix + theirs: text_state[ours] for ours, theirs in _OPENCLIP_TOP.items()}
+    for layer in range(layers):
+        block = f"{prefix}transformer.resblocks.{layer}."
         src = f"encoder.layers.{layer}."
         for ours, theirs in _OPENCLIP_LAYER.items():
             for kind in ("weight", "bias"):

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from unstatic.models.stable_diffusion.clip_keys import PROJECTION
 from unstatic.models.stable_diffusion.key_maps import check_shapes, rename
 from unstatic.networks.weights import build_with_weights
 
@@ -37,27 +38,48 @@ def build_from_layout(
 
 
 def build_clip(config: dict[str, Any], text_state: dict[str, Tensor], source: str, dtype: torch.dtype | None = None) -> nn.Module:
-    """A transformers ``CLIPTextModel`` of ``config`` holding ``text_state`` (``CLIPTextTransformer`` names)."""
+    """A transformers ``CLIPTextModel`` of ``config`` holding ``text_state`` (``CLIPTextTransformer`` names), or a
+    ``CLIPTextModelWithProjection`` when ``config["architectures"]`` names it (``text_state`` then also holds
+    ``text_projection.weight``)."""
+    from unstatic.text.clip import WITH_PROJECTION
     from unstatic.text.embedding import import_transformers
 
     transformers = import_transformers()
-    model = transformers.CLIPTextModel(transformers.CLIPTextConfig(**config)).eval()
+    with_projection = WITH_PROJECTION in (config.get("architectures") or ())
+    model_class = transformers.CLIPTextModelWithProjection if with_projection else transformers.CLIPTextModel
+    model = model_class(transformers.CLIPTextConfig(**config)).eval()
     inner = getattr(model, "text_model", model)  # transformers 4 nests the transformer, 5 does not
     expected = {k: v.shape for k, v in inner.state_dict().items() if k != "embeddings.position_ids"}
+    if with_projection:
+        expected[PROJECTION] = model.text_projection.weight.shape
     missing = sorted(set(expected) - set(text_state))
     unexpected = sorted(set(text_state) - set(expected))
     if missing or unexpected:
         raise ValueError(f"{source}: the text encoder does not match a CLIP text model: missing {missing[:10]}, "
                          f"unexpected {unexpected[:10]}")
     check_shapes(text_state, expected, f"{source} (text encoder)")
-    inner.load_state_dict(text_state, strict=False)
+    inner.load_state_dict({k: v for k, v in text_state.items() if k != PROJECTION}, strict=False)
+    if with_projection:
+        with torch.no_grad():
+            model.text_projection.weight.copy_(text_state[PROJECTION])
     return model.to(dtype=dtype or torch.float32)
 
 
 def text_model_state(model: nn.Module) -> dict[str, Tensor]:
-    """A transformers CLIP text model's tensors by ``CLIPTextTransformer`` names (no position-id buffer)."""
+    """A transformers CLIP text model's tensors by ``CLIPTextTransformer`` names (no position-id buffer), plus
+    ``text_projection.weight`` for a ``CLIPTextModelWithProjection``."""
     inner = getattr(model, "text_model", model)
-    return {k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items() if k != "embeddings.position_ids"}
+    state = {k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items() if k != "embeddings.position_ids"}
+    if hasattr(model, "text_projection"):
+        state[PROJECTION] = model.text_projection.weight.detach().cpu().contiguous()
+    return state
+
+
+def clip_config(model: nn.Module) -> dict[str, Any]:
+    """A CLIP text model's config as a plain dict that :func:`build_clip` rebuilds it from (its class included)."""
+    data = model.config.to_dict()
+    data = {k: v for k, v in data.items() if not k.startswith("_") and k != "transformers_version"}
+    return {**data, "architectures": [type(model).__name__]}
 
 
 def truncated_clip(model: nn.Module, layers: int) -> nn.Module:
@@ -65,11 +87,10 @@ def truncated_clip(model: nn.Module, layers: int) -> nn.Module:
     layer ``layers`` through ``final_layer_norm``: what ``clip_skip = N - layers + 1`` reads from the whole)."""
     if layers == model.config.num_hidden_layers:
         return model
-    config = {**model.config.to_dict(), "num_hidden_layers": layers}
+    config = {**clip_config(model), "num_hidden_layers": layers}
     state = {k: v for k, v in text_model_state(model).items()
              if not (k.startswith("encoder.layers.") and int(k.split(".")[2]) >= layers)}
-    return build_clip({k: v for k, v in config.items() if not k.startswith("_") and k != "transformers_version"},
-                      state, "text encoder")
+    return build_clip(config, state, "text encoder")
 
 
 def tokenizer_files(tokenizer: Any) -> dict[str, str]:
@@ -89,13 +110,14 @@ def tokenizer_from_files(files: dict[str, str]) -> Any:
         return transformers.CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
-def load_tokenizer(folder: str | Path) -> Any:
+def load_tokenizer(folder: str | Path, **overrides: Any) -> Any:
+    """A ``CLIPTokenizer`` from a local folder (``overrides``, e.g. ``pad_token``, replace its settings)."""
     from unstatic.text.embedding import import_transformers
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no tokenizer folder at {folder}")
-    return import_transformers().CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    return import_transformers().CLIPTokenizer.from_pretrained(folder, local_files_only=True, **overrides)
 
 
 def dumps(data: Any) -> str:
@@ -105,7 +127,7 @@ def dumps(data: Any) -> str:
 def check_sd_shaped(model: Any) -> None:
     """Raise unless ``model`` (a DiffusionModel) can be written in a Stable Diffusion layout."""
     spec = model.spec
-    if not spec.latent or spec.text_encoder != "clip" or spec.schedule.kind != "discrete":
+    if not spec.latent or spec.text_encoder not in ("clip", "sdxl_clip") or spec.schedule.kind != "discrete":
         raise ValueError("only latent models with a CLIP text encoder and a discrete (DDPM) schedule have the "
                          "Stable Diffusion layout")
 

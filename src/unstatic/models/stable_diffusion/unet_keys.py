@@ -7,6 +7,7 @@ The original keeps flat, numbered lists where diffusers has named blocks:
 ours (diffusers)                           original
 =========================================  ===================================================================
 ``time_embedding.linear_1`` / ``_2``       ``time_embed.0`` / ``time_embed.2``
+``add_embedding.linear_1`` / ``_2``        ``label_emb.0.0`` / ``label_emb.0.2`` (SDXL's added conditioning)
 ``conv_in``                                ``input_blocks.0.0``
 ``down_blocks.i.resnets.j``                ``input_blocks.k.0``, k = 1 + (layers of levels < i, +1 each) + j
 ``down_blocks.i.attentions.j``             ``input_blocks.k.1``
@@ -42,6 +43,8 @@ def unet_prefixes(config: UNetConfig) -> list[Prefix]:
     """The module pairs of the table above for a U-Net of this config."""
     pairs = [Prefix("time_embedding.linear_1", "time_embed.0"), Prefix("time_embedding.linear_2", "time_embed.2"),
              Prefix("conv_in", "input_blocks.0.0"), Prefix("conv_norm_out", "out.0"), Prefix("conv_out", "out.2")]
+    if config.addition_embed_type == "text_time":  # SDXL: nn.Sequential(nn.Sequential(linear, SiLU, linear))
+        pairs += [Prefix("add_embedding.linear_1", "label_emb.0.0"), Prefix("add_embedding.linear_2", "label_emb.0.2")]
     layers, levels = config.per_level("layers_per_block"), config.num_levels
     k = 1
     for i in range(levels):
@@ -69,7 +72,7 @@ def unet_prefixes(config: UNetConfig) -> list[Prefix]:
 def unet_key_map(config: UNetConfig, model: nn.Module) -> dict[str, str]:
     """Our parameter name -> original name (without ``model.diffusion_model.``) for ``model``'s every tensor."""
     if config.mid_block_type not in (None, "UNetMidBlock2DCrossAttn") or config.class_embed_type or config.addition_embed_dim:
-        raise ValueError("only Stable-Diffusion-shaped U-Nets (no class or added embeddings) have original names")
+        raise ValueError("only Stable-Diffusion-shaped U-Nets (no class embeddings; added ones only SDXL's) have original names")
     return build_key_map(model.state_dict(), unet_prefixes(config), "U-Net")
 
 
