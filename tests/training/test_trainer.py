@@ -205,13 +205,13 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
 
 
 def test_out_of_memory_gives_advice(tmp_path, monkeypatch):
-    import unstatic.training.trainer as trainer_module
+    import unstatic.training.diffusion_task as task_module
 
     def allocation_failure(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 1099511627776 bytes.")
 
-    monkeypatch.setattr(trainer_module, "diffusion_loss", allocation_failure)
+    monkeypatch.setattr(task_module, "diffusion_loss", allocation_failure)
     with pytest.raises(TrainingError, match=r"out of memory at step 1 .*batch_size=2 --set grad_accum=2"):
         train(tiny_config(tmp_path), dataset=TinyImages(), progress=False)
 

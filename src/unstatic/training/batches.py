@@ -22,6 +22,11 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def seed_weight_init(seed: int) -> None:
+    """Seed the global RNG that initialises a run's network weights (right before building it)."""
+    torch.manual_seed(derive_seed(seed, 0x1A17))
+
+
 @lru_cache(maxsize=4)
 def epoch_permutation(seed: int, epoch: int, size: int) -> tuple[int, ...]:
     generator = torch.Generator().manual_seed(derive_seed(seed, epoch, 0x0DA7A))

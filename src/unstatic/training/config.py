@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from unstatic.models.spec import ScheduleSpec
 from unstatic.networks.weights import strip_type_and_version
 
+TASKS = ("diffusion", "autoencoder")
 PRECISIONS = ("fp32", "bf16")
 EXPORT_DTYPES = ("float32", "float16", "bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
@@ -20,12 +21,19 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``name`` picks a dataset (``shapes``, ``folder``, ``digits``); ``options`` go to its constructor."""
+    """``name`` picks a dataset (``shapes``, ``folder``, ``digits``); ``options`` go to its constructor.
+
+    ``vae``: a VAE folder (as an autoencoder run exports it, or an SD ``vae/`` in our format): the diffusion model
+    is then trained on the VAE's latents (latent diffusion, Rombach et al. 2022), encoded once and cached in
+    ``latent_cache`` (default ``<output_dir>/latents``; the cache is keyed by the VAE's weights and the data
+    settings, so another VAE or dataset never reuses it)."""
 
     name: str = "shapes"
     resolution: int = 32
     options: dict = field(default_factory=dict)
     num_workers: int = 0
+    vae: str = ""
+    latent_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,28 @@ class DiffusionConfig:
 
 
 @dataclass(frozen=True)
+class AutoencoderConfig:
+    """A KL-regularised autoencoder for latent diffusion (``task = "autoencoder"``; Rombach et al. 2022, Sec. 3.1
+    and Appendix G): the architecture (diffusers' ``AutoencoderKL`` fields; the latent is
+    ``2^(len(block_out_channels) - 1)`` times smaller per side) and the loss weights (``training/autoencoder.py``).
+
+    ``kl_weight`` has the meaning it has in LDM's sums (1e-6 there): the KL to N(0, I), summed over the latent,
+    per pixel value of the image. ``scale_images`` images are encoded at every export to set the latent
+    ``scaling_factor`` to 1 / their latents' standard deviation (LDM, Sec. 4.3.2)."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+    mid_block_add_attention: bool = True
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    ssim_weight: float = 0.5
+    kl_weight: float = 1e-6
+    scale_images: int = 256
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """AdamW (Loshchilov & Hutter 2019) with linear warm-up then a constant or cosine learning rate."""
 
@@ -80,6 +110,7 @@ class TrainConfig:
     VERSION: ClassVar[int] = 1
 
     output_dir: str = "runs/unstatic"
+    task: str = "diffusion"  # or "autoencoder": train a VAE for latent diffusion ([autoencoder] section)
     steps: int = 1000
     batch_size: int = 32
     grad_accum: int = 1
@@ -103,11 +134,16 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
         _check_positive(self, "steps", "batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_checkpoints")
         _check_positive(self.data, "resolution")
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.task == "autoencoder" and self.data.vae:
+            raise ValueError("data.vae trains a diffusion model on a VAE's latents; an autoencoder run trains on images")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.export_dtype not in EXPORT_DTYPES:

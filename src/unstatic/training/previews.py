@@ -1,5 +1,5 @@
 """Sample grids during training, so users can watch the model learn: the EMA weights, fixed seeds (the same
-images at every step), one tile per class for class-conditional models."""
+images at every step), one tile per class for class-conditional models; latent models' samples decoded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from unstatic.grids import image_grid
 from unstatic.models.folder import DiffusionModel
@@ -31,12 +32,20 @@ def write_previews(model: DiffusionModel, output: Path, step: int, config, promp
     captions = prompts
     if model.spec.conditioning == "class" and model.spec.class_names:
         captions = [model.spec.class_names[i % model.spec.num_classes] for i in range(count)]
-    grid = image_grid(images.float().cpu(), captions=captions, scale=max(1, 64 // model.spec.image_size))
+    if model.vae is not None:  # latent models: show the decoded images
+        images = model.decode(images)
+    side = images.shape[-1]
+    grid = image_grid(images.float().cpu(), captions=captions, scale=max(1, 64 // side))
+    return save_grid(grid, output, step)
+
+
+def save_grid(grid: Image.Image, output: Path, step: int) -> Path:
+    """Write ``samples/step-XXXXXXXX.png`` and ``samples/latest.png`` atomically (a viewer never sees half a PNG)."""
     folder = Path(output) / "samples"
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     path = folder / f"step-{step:08d}.png"
-    for target in (path, folder / "latest.png"):  # atomically, so a viewer never sees half a PNG
+    for target in (path, folder / "latest.png"):
         write_atomically(target, buffer.getvalue())
     return path

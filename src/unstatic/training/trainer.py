@@ -1,4 +1,7 @@
-"""The training loop: one function, :func:`train`, the same on a laptop CPU and under ``torchrun``.
+"""The training loop: one function, :func:`train`, the same on a laptop CPU and under ``torchrun``, for every task:
+a diffusion model (:mod:`.diffusion_task`, in pixel or latent space) or the autoencoder of latent diffusion
+(:mod:`.autoencoder_task`). A task provides the network, the loss of a batch, the exported folder and the
+previews; the loop owns the optimizer, EMA, checkpoints, resume, stopping and distribution.
 
 Everything random in a step (noise levels, noise, condition dropout) is drawn from a generator seeded by
 ``(seed, micro-batch number)`` for the whole global batch, and every process takes its slice; the data order
@@ -22,22 +25,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from unstatic.data.registry import build_dataset
-from unstatic.models.conditioning import Conditioner
-from unstatic.models.folder import DiffusionModel, load_diffusion_model, save_diffusion_model
 from unstatic.networks.weights import check_state_dict, strip_type_and_version
-from unstatic.sampling.inpaint import InpaintingConditioned, masked_image
 from unstatic.training import checkpoint as ckpt
+from unstatic.training.autoencoder_task import AutoencoderTask
 from unstatic.training.batches import BatchStream, EpochIndexed, derive_seed
 from unstatic.training.config import TrainConfig, config_from_mapping
+from unstatic.training.diffusion_task import DiffusionTask
 from unstatic.training.distributed import Runtime, all_sum, barrier, start, stop
 from unstatic.training.ema import EMA
-from unstatic.training.inpaint_masks import random_masks
-from unstatic.training.losses import diffusion_loss, drop_conditions, drop_mask, get_weighting
 from unstatic.training.lr import learning_rate
-from unstatic.training.noise_levels import get_noise_levels, sample_noise
-from unstatic.training.previews import write_previews
 from unstatic.training.reporting import TrainingMonitor
-from unstatic.training.setup import build_network, build_spec
+
+TASKS = {"diffusion": DiffusionTask, "autoencoder": AutoencoderTask}
 
 
 class TrainingError(RuntimeError):
@@ -100,12 +99,13 @@ def _explain_out_of_memory(config: TrainConfig, step: int, per_process: int):
 
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
-    """A checkpoint only resumes into the same model, diffusion setup and data (other settings may change)."""
+    """A checkpoint only resumes into the same task, model, diffusion or autoencoder setup and data (other
+    settings may change)."""
     saved_config = config_from_mapping(TrainConfig, strip_type_and_version(TrainConfig, saved))
-    for section in ("model", "diffusion", "data"):
+    for section in ("task", "model", "diffusion", "autoencoder", "data"):
         if getattr(saved_config, section) != getattr(config, section):
             raise TrainingError(
-                f"the checkpoint {path} was trained with a different [{section}] section:\n"
+                f"the checkpoint {path} was trained with a different {'task' if section == 'task' else f'[{section}] section'}:\n"
                 f"  checkpoint: {getattr(saved_config, section)}\n  config:     {getattr(config, section)}\n"
                 "use the same settings, or a new output_dir to start afresh"
             )
@@ -137,14 +137,11 @@ class _Run:
         self.checkpoints = self.output / "checkpoints"
         if dataset is None:
             dataset = build_dataset(config.data.name, config.data.resolution, config.data.options)
-        self.dataset = dataset
-        if len(self.dataset) == 0:
+        if len(dataset) == 0:
             raise TrainingError(f"the {config.data.name} dataset is empty")
-        self.spec = build_spec(config, self.dataset)
-        self.conditioner = Conditioner(self.spec, runtime.device)
-        width = self.conditioner.text_encoder.width if self.spec.conditioning == "text" else None
-        torch.manual_seed(derive_seed(config.seed, 0x1A17))  # weight initialisation
-        self.network = build_network(config, self.spec, width).to(runtime.device)
+        self.task = TASKS[config.task](config, dataset, runtime.device, progress and runtime.is_main)
+        self.dataset = self.task.dataset  # for latent diffusion, the cached latents
+        self.network = self.task.network.to(runtime.device)
         # Train in NCHW: measured side by side with diffusers (benchmarks/training_step.py, quiet machine), a bf16
         # step was 0.69x channels-last vs 1.01x NCHW without attention (0.81x vs 0.95x with it); fp32 a tie.
         # Inference keeps channels-last, which loading restores.
@@ -154,10 +151,6 @@ class _Run:
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
         )
-        diffusion = config.diffusion
-        self.noise_levels = get_noise_levels(diffusion.noise_levels, self.spec.build_schedule(), **diffusion.noise_level_options)
-        self.weighting = get_weighting(diffusion.weighting, **diffusion.weighting_options)
-        self.null = self.conditioner.null()
         self.step = 0
 
     # -- state ------------------------------------------------------------------------------------------
@@ -178,13 +171,9 @@ class _Run:
     def _initialise_from(self, folder: Path) -> None:
         """Start from a model folder's weights (network and EMA alike); it must match this run's setup."""
         try:
-            loaded = load_diffusion_model(folder)
-        except (FileNotFoundError, ValueError) as error:
-            raise TrainingError(f"init_from={str(folder)!r} cannot be loaded: {error}") from error
-        if loaded.spec != self.spec:
-            raise TrainingError(f"init_from={str(folder)!r} was trained with another setup:\n  its spec: {loaded.spec}\n"
-                                f"  this run: {self.spec}")
-        state = loaded.network.state_dict()
+            state = self.task.initial_weights(folder)
+        except (FileNotFoundError, ValueError, KeyError) as error:
+            raise TrainingError(f"init_from={str(folder)!r} {error}") from error
         try:  # same spec, other widths or layout: name the tensors that do not fit
             check_state_dict(self.network, state, source=str(folder))
         except ValueError as error:
@@ -202,15 +191,10 @@ class _Run:
         barrier(self.runtime)
         return path
 
-    def _ema_model(self) -> DiffusionModel:
+    def _ema_network(self) -> torch.nn.Module:
         network = copy.deepcopy(self.network)
         self.ema.copy_to(network)
-        return DiffusionModel(network.eval(), self.spec)
-
-    def _preview_prompts(self) -> list[str] | None:
-        if self.spec.conditioning != "text":
-            return None
-        return [self.dataset[i]["caption"] for i in range(min(self.config.sample_count, len(self.dataset)))]
+        return network.eval()
 
     def _export(self) -> Path:
         """The EMA weights as a model folder that loads straight into sampling, replaced atomically; stored in
@@ -218,33 +202,20 @@ class _Run:
         final = self.output / "model"
         temporary = self.output / "model.tmp"
         storage = None if self.config.export_dtype == "float32" else getattr(torch, self.config.export_dtype)
-        ckpt.replace_folder(lambda folder: save_diffusion_model(self._ema_model().network, self.spec, folder, storage),
-                            final, temporary)
+        ckpt.replace_folder(lambda folder: self.task.export(self._ema_network(), folder, storage), final, temporary)
         return final
 
     # -- one optimizer step ------------------------------------------------------------------------------
 
-    def _micro_step(self, denoiser, batch: dict, number: int, scale: float) -> float:
+    def _micro_step(self, model, batch: dict, number: int, scale: float) -> float:
         config, runtime = self.config, self.runtime
-        x0 = batch["image"].to(runtime.device)
-        local, world = x0.shape[0], runtime.world
-        # Draw for the global batch, take this rank's rows: identical to one process with the whole batch.
+        local = batch["image"].shape[0]
+        # Random draws for the global batch, this rank's rows taken: identical to one process with the whole batch.
         generator = torch.Generator().manual_seed(derive_seed(config.seed, number))
-        shape = (local * world, *x0.shape[1:])
-        sigma = self.noise_levels(shape[0], generator)
-        noise = sample_noise(shape, generator, config.diffusion.offset_noise)
-        mask = drop_mask(shape[0], config.diffusion.cond_dropout, generator)
         rows = slice(runtime.rank * local, (runtime.rank + 1) * local)
-        sigma, noise, mask = sigma[rows].to(runtime.device), noise[rows].to(runtime.device), mask[rows]
-        cond = self.conditioner.from_batch(batch)
-        if cond is not None:
-            cond = drop_conditions(cond, mask, self.null)
-        if config.diffusion.inpainting:  # drawn last, so other runs' random streams are unchanged
-            regions = random_masks(shape[0], shape[-2], shape[-1], generator)[rows].to(runtime.device)
-            denoiser = self.spec.denoiser(InpaintingConditioned(denoiser.network, regions, masked_image(x0, regions)))
         autocast = torch.autocast(runtime.device.type, torch.bfloat16, enabled=config.precision == "bf16")
         with autocast:
-            loss, _ = diffusion_loss(denoiser, x0, noise, sigma, cond, self.weighting)
+            loss = self.task.loss(model, batch, generator, rows, runtime.world)
         (loss * scale).backward()
         return float(loss.detach())
 
@@ -263,12 +234,11 @@ class _Run:
             self._initialise_from(Path(config.init_from))
         if runtime.is_main:
             config.save(self.output / "train_config.json")
-        model = self.network
+        model = self.task.forward_module
         if config.compile:
             model = torch.compile(model)
         if runtime.distributed:
             model = DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
-        denoiser = self.spec.denoiser(model)  # training calls the (wrapped) network exactly as sampling will
         stream = BatchStream(len(self.dataset), config.batch_size, config.seed, start=self.step * config.grad_accum,
                              rank=runtime.rank, world=runtime.world,
                              count=(config.steps - self.step) * config.grad_accum)
@@ -283,7 +253,7 @@ class _Run:
         started = time.monotonic()
         with _StopRequest() as stop_request, monitor:
             while self.step < config.steps:
-                loss, grad_norm = self._optimizer_step(model, denoiser, batches)
+                loss, grad_norm = self._optimizer_step(model, batches)
                 self.step += 1
                 monitor.record(self.step, loss, self.optimizer.param_groups[0]["lr"], grad_norm)
                 out_of_time = 0 < config.time_limit_minutes * 60 <= time.monotonic() - started
@@ -295,8 +265,7 @@ class _Run:
                     last_checkpoint = self._save() or last_checkpoint
                     monitor.plot()
                 if runtime.is_main and config.sample_every and (self.step % config.sample_every == 0 or last):
-                    write_previews(self._ema_model(), self.output, self.step, config, self._preview_prompts(),
-                                   self.conditioner)
+                    self.task.previews(self._ema_network(), self.output, self.step)
                 if last and self.step < config.steps:
                     reason = "stopped" if asked else "time_limit"
                     monitor.write(f"{reason.replace('_', ' ')} at step {self.step}; checkpoint {last_checkpoint}; "
@@ -304,7 +273,7 @@ class _Run:
                     break
         return TrainResult(self.output, self.output / "model", self.step, last_checkpoint, reason)
 
-    def _optimizer_step(self, model, denoiser, batches) -> tuple[float, float]:
+    def _optimizer_step(self, model, batches) -> tuple[float, float]:
         config, runtime = self.config, self.runtime
         lr = learning_rate(self.step, config.steps, config.optim.lr, config.optim.warmup_steps,
                            config.optim.lr_schedule, config.optim.min_lr_ratio)
@@ -317,7 +286,7 @@ class _Run:
             last = micro == config.grad_accum - 1
             sync = nullcontext() if last or not runtime.distributed else model.no_sync()
             with sync, _explain_out_of_memory(config, self.step + 1, config.batch_size // runtime.world):
-                losses.append(self._micro_step(denoiser, next(batches), number, 1 / config.grad_accum))
+                losses.append(self._micro_step(model, next(batches), number, 1 / config.grad_accum))
         loss = all_sum([sum(losses) / len(losses)], runtime)[0] / runtime.world
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.optim.grad_clip or math.inf))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):

@@ -1,0 +1,74 @@
+"""What an autoencoder run trains and how (``task = "autoencoder"``): the VAE of the ``[autoencoder]`` section, its
+reconstruction + KL loss (:mod:`unstatic.training.autoencoder`), the exported VAE folder (with its latent scaling
+factor measured on the data) and previews of originals above their reconstructions, with PSNR and SSIM."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from unstatic.grids import image_grid
+from unstatic.networks.weights import load_model, save_model
+from unstatic.training.autoencoder import (
+    Reconstruction,
+    autoencoder_loss,
+    build_autoencoder,
+    latent_scale,
+    reconstruct,
+    reconstruction_quality,
+)
+from unstatic.training.batches import seed_weight_init
+from unstatic.training.config import TrainConfig
+from unstatic.training.metrics import write_atomically
+from unstatic.training.previews import save_grid
+
+
+class AutoencoderTask:
+    def __init__(self, config: TrainConfig, dataset: Dataset, device: torch.device, progress: bool) -> None:
+        self.config, self.device, self.dataset = config, device, dataset
+        image = dataset[0]["image"]
+        if image.ndim != 3 or image.shape[1] != image.shape[2]:
+            raise ValueError(f"dataset images must be square [C, R, R], got {tuple(image.shape)}")
+        seed_weight_init(config.seed)
+        self.network = build_autoencoder(config.autoencoder, image.shape[0], image.shape[-1])
+        self.forward_module = Reconstruction(self.network)
+
+    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator, rows: slice, world: int) -> Tensor:
+        """This rank's ``rows`` of the global batch; the posterior draws come from ``generator`` for every rank."""
+        x = batch["image"].to(self.device)
+        cfg = self.network.config
+        factor = cfg.downsampling_factor
+        shape = (x.shape[0] * world, cfg.latent_channels, x.shape[-2] // factor, x.shape[-1] // factor)
+        eps = torch.randn(shape, generator=generator)[rows].to(self.device)
+        reconstruction, mean, logvar = model(x, eps)
+        return autoencoder_loss(x, reconstruction, mean, logvar, self.config.autoencoder)
+
+    def initial_weights(self, folder: Path) -> dict[str, Tensor]:
+        try:
+            vae = load_model(folder)
+        except (FileNotFoundError, ValueError, KeyError) as error:
+            raise ValueError(f"cannot be loaded: {error}") from error
+        if vae.config != self.network.config:
+            raise ValueError(f"has another architecture:\n  its config: {vae.config}\n  this run:   {self.network.config}")
+        return vae.state_dict()
+
+    def export(self, network: nn.Module, folder: Path, storage: torch.dtype | None) -> None:
+        """The VAE folder, with ``scaling_factor`` = 1 / std of its latents on the first ``scale_images`` images."""
+        scale = latent_scale(network.eval(), self.dataset, self.config.autoencoder.scale_images)
+        network.config = dataclasses.replace(network.config, scaling_factor=scale)
+        save_model(network, folder, storage)
+
+    def previews(self, network: nn.Module, output: Path, step: int) -> None:
+        """Originals (top rows) above their reconstructions, and ``samples/step-XXXXXXXX.json`` with their quality."""
+        count = min(self.config.sample_count, len(self.dataset))
+        images = torch.stack([self.dataset[i]["image"] for i in range(count)])
+        reconstructions = reconstruct(network.eval(), images)
+        quality = reconstruction_quality(images, reconstructions)
+        grid = image_grid(torch.cat([images, reconstructions]), nrow=count, scale=max(1, 64 // images.shape[-1]))
+        path = save_grid(grid, output, step)
+        write_atomically(path.with_suffix(".json"), (json.dumps({"step": step, **quality}) + "\n").encode())
