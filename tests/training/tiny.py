@@ -22,14 +22,14 @@ TINY_TEXT_UNET = {
 
 
 class TinyImages(Dataset):
-    """``count`` smooth 1x8x8 images (a blob whose position depends on the label) with 3 class labels and
-    captions naming the blob's side."""
+    """``count`` smooth 1x8x8 images (``side`` x ``side``, ``channels`` copies) of a blob whose position depends on
+    the label, with 3 class labels and captions naming the blob's side."""
 
     num_classes = 3
     class_names = ("left", "middle", "right")
 
-    def __init__(self, count: int = 24, nan_at: int | None = None) -> None:
-        self.count, self.nan_at = count, nan_at
+    def __init__(self, count: int = 24, nan_at: int | None = None, side: int = 8, channels: int = 1) -> None:
+        self.count, self.nan_at, self.side, self.channels = count, nan_at, side, channels
 
     def __len__(self) -> int:
         return self.count
@@ -39,10 +39,10 @@ class TinyImages(Dataset):
             raise IndexError(index)
         label = index % 3
         g = torch.Generator().manual_seed(index)
-        grid = torch.linspace(-1, 1, 8)
+        grid = torch.linspace(-1, 1, self.side)
         centre = torch.tensor([-0.5 + 0.5 * label, 0.0]) + 0.2 * torch.randn(2, generator=g)
         blob = torch.exp(-((grid[None, :] - centre[0]) ** 2 + (grid[:, None] - centre[1]) ** 2) / 0.2)
-        image = (2 * blob - 1)[None]
+        image = (2 * blob - 1)[None].expand(self.channels, -1, -1).clone()
         if self.nan_at is not None and index == self.nan_at:
             image = torch.full_like(image, float("nan"))
         return {"image": image, "label": label, "caption": f"a blob on the {self.class_names[label]}"}
@@ -67,3 +67,9 @@ def _toml(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)
+
+
+TINY_AUTOENCODER = [
+    'task = "autoencoder"', "autoencoder.block_out_channels = [8, 16]", "autoencoder.norm_num_groups = 4",
+    "autoencoder.latent_channels = 2", "autoencoder.scale_images = 12", "data.resolution = 16",
+]

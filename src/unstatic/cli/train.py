@@ -19,9 +19,9 @@ from unstatic.cli.app import main
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(config_file: Path | None, overrides: tuple[str, ...], output_dir: str | None, steps: int | None,
           quiet: bool) -> None:
-    """Train a diffusion model from a TOML config (and/or --set overrides); resumes from the newest
-    checkpoint in the output folder (use a new --out to start over). Works the same under
-    `torchrun --nproc_per_node N`; Ctrl-C saves a checkpoint and exits."""
+    """Train a diffusion model (or, with task = "autoencoder", the VAE of latent diffusion) from a TOML config
+    (and/or --set overrides); resumes from the newest checkpoint in the output folder (use a new --out to
+    start over). Works the same under `torchrun --nproc_per_node N`; Ctrl-C saves a checkpoint and exits."""
     from unstatic.training.config import load_config
     from unstatic.training.trainer import TrainingError
     from unstatic.training.trainer import train as run_training
@@ -34,4 +34,6 @@ def train(config_file: Path | None, overrides: tuple[str, ...], output_dir: str 
         raise click.UsageError(str(error)) from error
     except TrainingError as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"{result.reason.replace('_', ' ')} at step {result.step}; model: {result.model_dir}; checkpoint: {result.checkpoint}")
+    kind = "VAE (use it as data.vae)" if config.task == "autoencoder" else "model"
+    click.echo(f"{result.reason.replace('_', ' ')} at step {result.step}; {kind}: {result.model_dir}; "
+               f"checkpoint: {result.checkpoint}")

@@ -53,7 +53,7 @@ class AutoencoderTask:
             vae = load_model(folder)
         except (FileNotFoundError, ValueError, KeyError) as error:
             raise ValueError(f"cannot be loaded: {error}") from error
-        if vae.config != self.network.config:
+        if dataclasses.replace(vae.config, scaling_factor=1.0) != self.network.config:  # the scale is measured anew
             raise ValueError(f"has another architecture:\n  its config: {vae.config}\n  this run:   {self.network.config}")
         return vae.state_dict()
 

@@ -61,7 +61,7 @@ def cache_key(vae: nn.Module, description: dict[str, Any], length: int) -> str:
                                        sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())  # C order, whatever the memory layout
     return digest.hexdigest()[:16]
 
 

@@ -1,0 +1,119 @@
+"""Training the autoencoder of latent diffusion (task = "autoencoder"): the loss, the exported VAE with its latent
+scale measured on the data, previews with PSNR/SSIM, exact resume and the distributed slicing of its draws."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.training.tiny import TINY_AUTOENCODER, TinyImages, tiny_config
+from unstatic.networks.weights import load_model
+from unstatic.training.autoencoder import autoencoder_loss, build_autoencoder, latent_scale
+from unstatic.training.autoencoder_task import AutoencoderTask
+from unstatic.training.checkpoint import load_checkpoint
+from unstatic.training.trainer import TrainingError, train
+
+
+def ae_config(output, *overrides: str):
+    return tiny_config(output, *TINY_AUTOENCODER, *overrides)
+
+
+def images() -> TinyImages:
+    return TinyImages(side=16)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("autoencoder")
+    return train(ae_config(output, "sample_every = 6", "sample_count = 4", "steps = 6"), dataset=images(), progress=False)
+
+
+def weights(**overrides):
+    return SimpleNamespace(**{"l1_weight": 1.0, "l2_weight": 0.0, "ssim_weight": 0.0, "kl_weight": 0.0, **overrides})
+
+
+def test_loss_terms():
+    x = torch.zeros(2, 3, 16, 16)
+    mean, logvar = torch.zeros(2, 2, 4, 4), torch.zeros(2, 2, 4, 4)
+    assert float(autoencoder_loss(x, x, mean, logvar, weights(ssim_weight=0.5, kl_weight=1.0))) == 0.0  # perfect, N(0, I)
+    assert float(autoencoder_loss(x, x + 0.25, mean, logvar, weights(l2_weight=2.0))) == pytest.approx(0.25 + 2 * 0.0625)
+    # KL of N(1, 1) to N(0, 1) is 1/2 per latent value: 32 values per image over 768 pixel values
+    kl = autoencoder_loss(x, x, mean + 1, logvar, weights(l1_weight=0.0, kl_weight=1.0))
+    assert float(kl) == pytest.approx(0.5 * 32 / 768)
+    assert float(autoencoder_loss(x, -x + 0.5, mean, logvar, weights(l1_weight=0.0, ssim_weight=1.0))) > 0
+
+
+def test_architecture_must_divide_the_resolution():
+    config = ae_config("unused").autoencoder
+    assert build_autoencoder(config, 3, 16).config.downsampling_factor == 2
+    with pytest.raises(ValueError, match="data.resolution 15 must be divisible by 2"):
+        build_autoencoder(config, 3, 15)
+
+
+def test_trains_and_exports_a_scaled_vae(run):
+    vae = load_model(run.model_dir)
+    assert vae.config.latent_channels == 2 and vae.config.downsampling_factor == 2
+    # the exported scale makes the data's latents unit-variance
+    data = torch.stack([images()[i]["image"] for i in range(12)])
+    latents = vae.encode_latents(data)
+    assert latents.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-3)
+    assert vae.config.scaling_factor == pytest.approx(latent_scale(vae, images(), 12), rel=1e-6)
+    losses = [json.loads(line)["loss"] for line in (run.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def test_previews_show_reconstructions_and_their_quality(run):
+    samples = run.output_dir / "samples"
+    assert (samples / "step-00000006.png").is_file() and (samples / "latest.png").is_file()
+    quality = json.loads((samples / "step-00000006.json").read_text())
+    assert quality["step"] == 6 and quality["images"] == 4
+    assert math.isfinite(quality["psnr"]) and -1 <= quality["ssim"] <= 1
+
+
+def test_stopped_and_resumed_run_is_bit_identical(run, tmp_path):
+    config = ae_config(tmp_path, "sample_every = 6", "sample_count = 4", "steps = 6")
+    assert train(config, dataset=images(), progress=False, stop_after=4).step == 4
+    resumed = train(config, dataset=images(), progress=False)
+    a, b = load_checkpoint(run.checkpoint)[0], load_checkpoint(resumed.checkpoint)[0]
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
+def test_two_ranks_compute_the_whole_batch(tmp_path):
+    """Each rank draws the posterior noise for the global batch and takes its rows, so the mean of two ranks'
+    losses on half batches equals one process's loss on the whole batch."""
+    task = AutoencoderTask(ae_config(tmp_path), images(), torch.device("cpu"), progress=False)
+    batch = {"image": torch.stack([images()[i]["image"] for i in range(4)])}
+
+    def loss(rows: slice, world: int) -> float:
+        part = {"image": batch["image"][rows] if world > 1 else batch["image"]}
+        with torch.no_grad():
+            return float(task.loss(task.forward_module, part, torch.Generator().manual_seed(3), rows, world))
+
+    whole = loss(slice(0, 4), 1)
+    assert (loss(slice(0, 2), 2) + loss(slice(2, 4), 2)) / 2 == pytest.approx(whole, rel=1e-5)
+
+
+def test_init_from_and_mismatches(run, tmp_path):
+    started = train(ae_config(tmp_path / "a", f'init_from = "{run.model_dir}"', "optim.lr = 0", "steps = 1"),
+                    dataset=images(), progress=False)
+    original, loaded = load_model(run.model_dir).state_dict(), load_checkpoint(started.checkpoint)[0]["model"]
+    assert all(torch.equal(original[k], loaded[k]) for k in original)
+    with pytest.raises(TrainingError, match="has another architecture"):
+        train(ae_config(tmp_path / "b", f'init_from = "{run.model_dir}"', "autoencoder.latent_channels = 3"),
+              dataset=images(), progress=False)
+    with pytest.raises(TrainingError, match="different \\[autoencoder\\] section"):
+        train(ae_config(run.output_dir, "autoencoder.kl_weight = 1e-3"), dataset=images(), progress=False)
+    with pytest.raises(TrainingError, match="different task"):
+        train(tiny_config(run.output_dir, "data.resolution = 16"), dataset=images(), progress=False)
+
+
+def test_bad_settings_are_named(tmp_path):
+    with pytest.raises(ValueError, match="task 'vae' is not one of diffusion, autoencoder"):
+        tiny_config(tmp_path, 'task = "vae"')
+    with pytest.raises(ValueError, match="data.vae trains a diffusion model"):
+        ae_config(tmp_path, 'data.vae = "somewhere"')
