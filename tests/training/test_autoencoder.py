@@ -12,7 +12,7 @@ import torch
 
 from tests.training.tiny import TINY_AUTOENCODER, TinyImages, tiny_config
 from unstatic.networks.weights import load_model
-from unstatic.training.autoencoder import autoencoder_loss, build_autoencoder, latent_scale
+from unstatic.training.autoencoder import INITIAL_LOGVAR, autoencoder_loss, build_autoencoder, latent_scale
 from unstatic.training.autoencoder_task import AutoencoderTask
 from unstatic.training.checkpoint import load_checkpoint
 from unstatic.training.trainer import TrainingError, train
@@ -49,7 +49,11 @@ def test_loss_terms():
 
 def test_architecture_must_divide_the_resolution():
     config = ae_config("unused").autoencoder
-    assert build_autoencoder(config, 3, 16).config.downsampling_factor == 2
+    vae = build_autoencoder(config, 3, 16)
+    assert vae.config.downsampling_factor == 2
+    with torch.no_grad():  # the posterior starts narrow (INITIAL_LOGVAR), so early samples are not mostly noise
+        logvar = vae.encode(torch.zeros(1, 3, 16, 16)).logvar
+    assert logvar.mean().item() == pytest.approx(INITIAL_LOGVAR, abs=1.0)
     with pytest.raises(ValueError, match="data.resolution 15 must be divisible by 2"):
         build_autoencoder(config, 3, 15)
 
@@ -96,6 +100,27 @@ def test_two_ranks_compute_the_whole_batch(tmp_path):
 
     whole = loss(slice(0, 4), 1)
     assert (loss(slice(0, 2), 2) + loss(slice(2, 4), 2)) / 2 == pytest.approx(whole, rel=1e-5)
+
+
+def test_crops_train_on_windows(tmp_path):
+    task = AutoencoderTask(ae_config(tmp_path, "autoencoder.crop = 8", "autoencoder.ssim_weight = 0"), images(),
+                           torch.device("cpu"), progress=False)
+    seen = []
+
+    def model(x, eps):
+        seen.append((x.clone(), eps.shape))
+        return x, torch.zeros(eps.shape), torch.zeros(eps.shape)
+
+    batch = {"image": torch.stack([images()[i]["image"] for i in range(4)])}
+    assert float(task.loss(model, batch, torch.Generator().manual_seed(0), slice(0, 4), 1)) == 0.0  # perfect model
+    windows, eps_shape = seen[0]
+    assert windows.shape == (4, 1, 8, 8) and eps_shape == (4, 2, 4, 4)
+    for window, image in zip(windows, batch["image"]):  # each is a window of its own image
+        assert any(torch.equal(window, image[:, t:t + 8, l:l + 8]) for t in range(9) for l in range(9))
+    with pytest.raises(ValueError, match="autoencoder.crop 7 must be at most the image side 16 and a multiple of"):
+        AutoencoderTask(ae_config(tmp_path, "autoencoder.crop = 7"), images(), torch.device("cpu"), progress=False)
+    with pytest.raises(ValueError, match="ssim_weight needs windows of at least 11"):
+        AutoencoderTask(ae_config(tmp_path, "autoencoder.crop = 8"), images(), torch.device("cpu"), progress=False)
 
 
 def test_init_from_and_mismatches(run, tmp_path):

@@ -58,10 +58,13 @@ def test_the_cache_is_built_once_and_keyed(vae, tmp_path, monkeypatch):
     first = LatentDataset(images(), model, tmp_path, {"name": "tiny"}, progress=False)
     monkeypatch.setattr(latent_cache, "encode_dataset", lambda *a, **k: pytest.fail("encoded again"))
     assert LatentDataset(images(), model, tmp_path, {"name": "tiny"}, progress=False).path == first.path
+    key = latent_cache.cache_key(model, images(), {"name": "tiny"})
     other_vae = load_model(vae_folder(tmp_path / "other", seed=1))
-    assert latent_cache.cache_key(other_vae, {"name": "tiny"}, 24) != latent_cache.cache_key(model, {"name": "tiny"}, 24)
-    assert latent_cache.cache_key(model, {"name": "tiny", "options": {"seed": 1}}, 24) != \
-        latent_cache.cache_key(model, {"name": "tiny"}, 24)
+    assert latent_cache.cache_key(other_vae, images(), {"name": "tiny"}) != key
+    assert latent_cache.cache_key(model, images(), {"name": "tiny", "options": {"seed": 1}}) != key
+    assert latent_cache.cache_key(model, TinyImages(side=16, count=23), {"name": "tiny"}) != key
+    negated = [{**item, "image": -item["image"]} for item in images()]  # same description and length, other images
+    assert latent_cache.cache_key(model, negated, {"name": "tiny"}) != key
 
 
 def test_trained_latent_model_generates_pixels(run):

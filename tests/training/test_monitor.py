@@ -334,3 +334,20 @@ def test_progress_rejects_bad_arguments():
         Progress(0)
     with pytest.raises(ValueError, match="initial_step"):
         Progress(10, initial_step=-1)
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_file(tmp_path):
+    import os
+    import stat
+
+    from unstatic.training.metrics import write_atomically
+
+    previous = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "grid.png", b"data")
+        (tmp_path / "plain.png").write_bytes(b"data")
+    finally:
+        os.umask(previous)
+    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("grid.png", "plain.png")]
+    assert modes[0] == modes[1] == 0o644
+    assert (tmp_path / "grid.png").read_bytes() == b"data" and not list(tmp_path.glob(".*.tmp"))

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from unstatic.core.image_quality import SSIM_WINDOW
 from unstatic.grids import image_grid
 from unstatic.networks.weights import load_model, save_model
 from unstatic.training.autoencoder import (
@@ -36,15 +37,26 @@ class AutoencoderTask:
             raise ValueError(f"dataset images must be square [C, R, R], got {tuple(image.shape)}")
         seed_weight_init(config.seed)
         self.network = build_autoencoder(config.autoencoder, image.shape[0], image.shape[-1])
+        crop, factor = config.autoencoder.crop, self.network.config.downsampling_factor
+        if crop and (crop > image.shape[-1] or crop % factor):
+            raise ValueError(f"autoencoder.crop {crop} must be at most the image side {image.shape[-1]} and a multiple "
+                             f"of the down-sampling factor {factor}")
+        if config.autoencoder.ssim_weight and min(crop or image.shape[-1], image.shape[-1]) < SSIM_WINDOW:
+            raise ValueError(f"autoencoder.ssim_weight needs windows of at least {SSIM_WINDOW} pixels (autoencoder.crop "
+                             f"or the image side); set it to 0 or use larger images")
         self.forward_module = Reconstruction(self.network)
 
     def loss(self, model: nn.Module, batch: dict, generator: torch.Generator, rows: slice, world: int) -> Tensor:
         """This rank's ``rows`` of the global batch; the posterior draws come from ``generator`` for every rank."""
         x = batch["image"].to(self.device)
-        cfg = self.network.config
+        cfg, crop = self.network.config, self.config.autoencoder.crop
+        count = x.shape[0] * world
+        if crop:  # a window per image, drawn first for the global batch
+            corners = torch.randint(0, x.shape[-1] - crop + 1, (count, 2), generator=generator)[rows]
+            x = torch.stack([image[:, top:top + crop, left:left + crop] for image, (top, left) in zip(x, corners.tolist())])
         factor = cfg.downsampling_factor
-        shape = (x.shape[0] * world, cfg.latent_channels, x.shape[-2] // factor, x.shape[-1] // factor)
-        eps = torch.randn(shape, generator=generator)[rows].to(self.device)
+        eps = torch.randn((count, cfg.latent_channels, x.shape[-2] // factor, x.shape[-1] // factor), generator=generator)
+        eps = eps[rows].to(self.device)
         reconstruction, mean, logvar = model(x, eps)
         return autoencoder_loss(x, reconstruction, mean, logvar, self.config.autoencoder)
 

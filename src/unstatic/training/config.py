@@ -74,7 +74,10 @@ class AutoencoderConfig:
 
     ``kl_weight`` has the meaning it has in LDM's sums (1e-6 there): the KL to N(0, I), summed over the latent,
     per pixel value of the image. ``scale_images`` images are encoded at every export to set the latent
-    ``scaling_factor`` to 1 / their latents' standard deviation (LDM, Sec. 4.3.2)."""
+    ``scaling_factor`` to 1 / their latents' standard deviation (LDM, Sec. 4.3.2). ``crop`` trains on random
+    ``crop`` x ``crop`` windows of the images (0: whole images), as LDM trains its autoencoders on 256-pixel crops
+    and applies them to larger images: a convolutional autoencoder (``mid_block_add_attention = false``) computes
+    the same function on a crop as inside the whole image, at a fraction of the cost."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
@@ -86,6 +89,7 @@ class AutoencoderConfig:
     ssim_weight: float = 0.5
     kl_weight: float = 1e-6
     scale_images: int = 256
+    crop: int = 0
 
 
 @dataclass(frozen=True)

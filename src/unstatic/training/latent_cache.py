@@ -34,7 +34,7 @@ class LatentDataset(Dataset):
 
     def __init__(self, dataset: Dataset, vae: nn.Module, folder: str | Path, description: dict[str, Any],
                  progress: bool = True) -> None:
-        self.path = Path(folder) / f"latents-{cache_key(vae, description, len(dataset))}.safetensors"
+        self.path = Path(folder) / f"latents-{cache_key(vae, dataset, description)}.safetensors"
         if not self.path.is_file():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(self.path, encode_dataset(dataset, vae, description, progress))
@@ -55,10 +55,13 @@ class LatentDataset(Dataset):
         return {**self.items[index], "image": self.latents[index].float()}
 
 
-def cache_key(vae: nn.Module, description: dict[str, Any], length: int) -> str:
-    """16 hex digits of a SHA-256 over the VAE's config and weights and the data's description and length."""
-    digest = hashlib.sha256(json.dumps({"data": description, "length": length, "vae": vae.config.to_dict()},
+def cache_key(vae: nn.Module, dataset: Dataset, description: dict[str, Any]) -> str:
+    """16 hex digits of a SHA-256 over the VAE's config and weights, the data's description and length, and the
+    first and last images (a dataset handed to ``train`` in Python may not match its config's description)."""
+    digest = hashlib.sha256(json.dumps({"data": description, "length": len(dataset), "vae": vae.config.to_dict()},
                                        sort_keys=True, default=str).encode())
+    for index in {0, len(dataset) - 1}:
+        digest.update(dataset[index]["image"].float().numpy().tobytes())
     for name, tensor in sorted(vae.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())  # C order, whatever the memory layout

@@ -95,13 +95,15 @@ def write_atomically(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old file or the new one, never a partial one.
 
     The bytes go to a temporary file in the same directory (``os.replace`` is atomic only within one file
-    system), are flushed to disk, and the temporary file is then renamed over ``path``.
+    system), are flushed to disk, and the temporary file is then renamed over ``path``. The file gets the
+    permissions a plain ``open`` would give it (``mkstemp`` makes it private to its owner).
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
@@ -110,6 +112,12 @@ def write_atomically(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 class DebiasedEma:
