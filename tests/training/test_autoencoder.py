@@ -56,6 +56,8 @@ def test_architecture_must_divide_the_resolution():
     assert logvar.mean().item() == pytest.approx(INITIAL_LOGVAR, abs=1.0)
     with pytest.raises(ValueError, match="data.resolution 15 must be divisible by 2"):
         build_autoencoder(config, 3, 15)
+    with pytest.warns(UserWarning, match="fewer than 2 channels per group"):
+        build_autoencoder(ae_config("unused", "autoencoder.norm_num_groups = 8").autoencoder, 3, 16)
 
 
 def test_trains_and_exports_a_scaled_vae(run):

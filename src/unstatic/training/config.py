@@ -82,7 +82,7 @@ class AutoencoderConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
     latent_channels: int = 4
-    norm_num_groups: int = 32
+    norm_num_groups: int = 8  # keep several channels per group (SD: 4): see build_autoencoder
     mid_block_add_attention: bool = True
     l1_weight: float = 1.0
     l2_weight: float = 0.0
