@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from unstatic.networks import fast_attention
+from unstatic.networks.cpu_kernel import attention_library
 from unstatic.networks.fast_attention import attention
 
-# (batch, heads, N, M, head_dim); M <= FEW_KEYS and N >= MANY_QUERIES takes the explicit path, the rest SDPA;
-# the explicit path is also checked directly on every shape with M <= FEW_KEYS
+# (batch, heads, N, M, head_dim); head_dim <= NATIVE_MAX_HEAD_DIM with enough scores takes the C kernel, else
+# M <= FEW_KEYS and N >= MANY_QUERIES the explicit path, the rest SDPA; the C kernel is also checked directly on
+# every shape, and the explicit path on every shape with M <= FEW_KEYS
 SHAPES = {
     "unet32-self-d8": (2, 8, 1024, 1024, 8),
     "unet32-cross-d8": (2, 8, 1024, 77, 8),
@@ -28,6 +30,7 @@ SHAPES = {
     "vae-d512": (1, 1, 256, 256, 512),
     "vae-few-keys-d512": (1, 1, 100, 128, 512),
     "ddpm-d256": (2, 1, 256, 256, 256),
+    "odd-sizes-d5": (1, 3, 37, 29, 5),  # no length a multiple of the C kernel's blocks
 }
 TOL = {torch.float32: 2e-6, torch.bfloat16: 1e-2}
 
@@ -52,14 +55,42 @@ def test_matches_sdpa_float64(name, dtype):
     if k.shape[-2] <= fast_attention.FEW_KEYS:
         direct = fast_attention._few_keys(q, k, v)
         assert direct.dtype == dtype and _rel_err(direct, ref) <= TOL[dtype]
+    if (lib := attention_library()) is not None:
+        native = fast_attention._native(q, k, v, lib)
+        assert native.dtype == dtype and _rel_err(native, ref) <= TOL[dtype]
+
+
+def _spy(monkeypatch, name):
+    calls, function = [], getattr(fast_attention, name)
+    monkeypatch.setattr(fast_attention, name, lambda *a: calls.append(1) or function(*a))
+    return calls
+
+
+def test_narrow_heads_take_the_c_kernel_and_sharp_logits_are_stable(monkeypatch):
+    if attention_library() is None:
+        pytest.skip("the C kernel cannot be built on this machine (no compiler)")
+    calls = _spy(monkeypatch, "_native")
+    q, k, v = _inputs(2, 8, 256, 300, 8, torch.float32, scale=8.0)  # logits up to ~ +-300
+    out = attention(q, k, v)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    sdpa_err = _rel_err(F.scaled_dot_product_attention(q, k, v), ref)
+    assert calls and torch.isfinite(out).all() and _rel_err(out, ref) <= 2 * sdpa_err + TOL[torch.float32]
+
+
+def test_without_the_c_kernel_the_same_shapes_use_pytorch(monkeypatch):
+    monkeypatch.setattr(fast_attention, "attention_library", lambda: None)
+    native, few_keys = _spy(monkeypatch, "_native"), _spy(monkeypatch, "_few_keys")
+    q, k, v = _inputs(2, 8, 1024, 77, 8, torch.float32, seed=5)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    assert _rel_err(attention(q, k, v), ref) <= TOL[torch.float32]
+    assert few_keys and not native
 
 
 def test_few_keys_path_is_taken_and_sharp_logits_are_stable(monkeypatch):
     # logits up to ~ +-300: exp would overflow without the exact max subtraction
     q, k, v = _inputs(2, 8, 512, 77, 8, torch.float32, scale=8.0)
     ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
-    calls, few_keys = [], fast_attention._few_keys
-    monkeypatch.setattr(fast_attention, "_few_keys", lambda *a: calls.append(1) or few_keys(*a))
+    calls = _spy(monkeypatch, "_few_keys")
     out = attention(q, k, v)
     # logits this large are ill-conditioned (one ulp of 300 is 3e-5), so compare with SDPA's own fp32 error
     sdpa_err = _rel_err(F.scaled_dot_product_attention(q, k, v), ref)
@@ -70,23 +101,25 @@ def test_chunked_few_keys(monkeypatch):
     monkeypatch.setattr(fast_attention, "_BLOCK", 16 * 77 * 100)  # 100-query chunks, last one partial
     q, k, v = _inputs(2, 8, 1024, 77, 8, torch.float32, seed=1)
     ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
-    assert _rel_err(attention(q, k, v), ref) <= TOL[torch.float32]
+    assert _rel_err(fast_attention._few_keys(q, k, v), ref) <= TOL[torch.float32]
 
 
+@pytest.mark.parametrize("d", [8, 16])
 @pytest.mark.parametrize("m", [77, 256])
-def test_non_contiguous_inputs(m):
+def test_non_contiguous_inputs(m, d):
     # [B, N, heads, d] storage viewed as [B, heads, N, d], as a U-Net's projections produce
     gen = torch.Generator().manual_seed(2)
-    q = torch.randn(2, 256, 8, 16, generator=gen).transpose(1, 2)
-    k, v = (torch.randn(2, m, 8, 16, generator=gen).transpose(1, 2) for _ in range(2))
+    q = torch.randn(2, 1024, 8, d, generator=gen).transpose(1, 2)
+    k, v = (torch.randn(2, m, 8, d, generator=gen).transpose(1, 2) for _ in range(2))
     assert not q.is_contiguous()
     ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
     assert _rel_err(attention(q, k, v), ref) <= TOL[torch.float32]
 
 
+@pytest.mark.parametrize("d", [8, 16])
 @pytest.mark.parametrize("m", [77, 256])
-def test_batch_invariance(m):
-    q, k, v = _inputs(3, 8, 256, m, 16, torch.float32, seed=3)
+def test_batch_invariance(m, d):
+    q, k, v = _inputs(3, 8, 1024, m, d, torch.float32, seed=3)
     full = attention(q, k, v)
     for i in range(3):
         torch.testing.assert_close(attention(q[i : i + 1], k[i : i + 1], v[i : i + 1]), full[i : i + 1],
@@ -99,8 +132,8 @@ def test_autograd_falls_back_to_sdpa():
     assert q.grad is not None and torch.isfinite(q.grad).all()
 
 
-def test_few_keys_path_works_under_bf16_autocast():
-    """Networks run in bf16 under autocast: the explicit path must keep its own precision there."""
+def test_cpu_paths_work_under_bf16_autocast():
+    """Networks run in bf16 under autocast: the explicit path and the C kernel must keep their own precision."""
     import torch.nn.functional as F
 
     from unstatic.networks.fast_attention import attention

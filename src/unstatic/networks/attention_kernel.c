@@ -1,0 +1,162 @@
+/* Attention for CPU inference, one block of queries at a time: softmax(q k^T) v (Vaswani et al. 2017, Eq. 1),
+ * with the block's scores kept in a per-thread scratch buffer that stays in the L1/L2 cache.
+ *
+ * Built at first use by unstatic/networks/cpu_kernel.py with the machine's compiler (gcc -O3 -march=native
+ * -fopenmp). Plain C with GCC/Clang vector types, no intrinsics: it builds for any CPU, and the compiler maps
+ * the 8-float vectors onto AVX2/AVX-512 registers (or pairs of SSE/NEON ones).
+ *
+ * Layout (the Python side prepares it; every length is padded so that no loop here has a tail):
+ *   q   [G, Np, d]   queries, already multiplied by log2(e)/sqrt(d): the scores come out in log2 units and the
+ *                    exponential is exp2 (the same softmax, Eq. 1, in base 2)
+ *   kt  [G, d, Mp]   keys, transposed;  vt [G, d, Mp]   values, transposed (rows of Mp key positions)
+ *   out [G, Np, d]
+ * Np is a multiple of ROWS, Mp of 2 * VL and d of 2; key positions M..Mp-1 are padding (zeros in kt and vt).
+ *
+ * Why it beats PyTorch's fused CPU kernel on the narrow heads of diffusion U-Nets (head dim 8-40): ROWS queries
+ * share every key and value load, the softmax runs on rows that are still in cache, and the exponential is a
+ * short polynomial on whole vectors.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#define VL 8   /* floats per vector */
+#define ROWS 4 /* queries per block: 2 x ROWS vector accumulators, few enough for the 16 registers of AVX2 */
+
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef float vf_unaligned __attribute__((vector_size(4 * VL), aligned(4)));
+typedef int vi __attribute__((vector_size(4 * VL)));
+
+static inline vf load(const float *p) { return *(const vf_unaligned *)p; }
+static inline void store(float *p, vf v) { *(vf_unaligned *)p = v; }
+static inline vf splat(float x) { return (vf){0} + x; }
+static inline vf vmax(vf a, vf b) { vi a_wins = a > b; return (vf)(((vi)a & a_wins) | ((vi)b & ~a_wins)); }
+static inline float hsum(vf v)
+{
+    float total = 0.0f;
+    for (int w = 0; w < VL; ++w)
+        total += v[w];
+    return total;
+}
+
+/* 2^x for x <= 0 on a vector, relative error below 2e-7 for x >= -126; below that the result is 2^-126,
+ * which next to the row maximum's 1 cannot change a float32 sum. x = n + f with n = round(x), |f| <= 1/2, and
+ * 2^x = 2^n 2^f: 2^f by a degree-6 polynomial (the minimax fit of Cephes' exp2f, Moshier 1989, relative error
+ * 1.4e-7 on [-1/2, 1/2]), 2^n written straight into the exponent bits. */
+static inline vf exp2_nonpositive(vf x)
+{
+    x = vmax(x, splat(-126.0f));
+    const vf shifter = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer, ties to even */
+    const vf n = (x + shifter) - shifter;
+    const vf f = x - n;
+    vf p = splat(1.535336188319500e-4f);
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+    const vi exponent = (__builtin_convertvector(n, vi) + 127) << 23; /* 2^n, a normal float for n >= -126 */
+    return p * (vf)exponent;
+}
+
+/* Scores of ROWS queries against all Mp keys, s[r][j] = sum_c q[r][c] kt[c][j], and each row's maximum over
+ * the M real keys (taken while the scores are still in registers). */
+static void scores(const float *restrict q, const float *restrict kt, float *restrict s, float *restrict max,
+                   long d, long M, long Mp)
+{
+    vf lane_max[ROWS];
+    for (int r = 0; r < ROWS; ++r)
+        lane_max[r] = splat(-1e30f);
+    for (long j = 0; j < Mp; j += 2 * VL) {
+        vf acc[ROWS][2] = {{{0}}};
+        for (long c = 0; c < d; ++c) {
+            const vf k0 = load(kt + c * Mp + j), k1 = load(kt + c * Mp + j + VL);
+            for (int r = 0; r < ROWS; ++r) {
+                const vf qrc = splat(q[r * d + c]);
+                acc[r][0] += qrc * k0;
+                acc[r][1] += qrc * k1;
+            }
+        }
+        for (int r = 0; r < ROWS; ++r) {
+            store(s + r * Mp + j, acc[r][0]);
+            store(s + r * Mp + j + VL, acc[r][1]);
+            if (j + 2 * VL <= M)
+                lane_max[r] = vmax(lane_max[r], vmax(acc[r][0], acc[r][1]));
+        }
+    }
+    for (int r = 0; r < ROWS; ++r) {
+        for (long j = M; j < Mp; ++j) /* padding keys: nothing after the exponential */
+            s[r * Mp + j] = -1e30f;
+        max[r] = lane_max[r][0];
+        for (int w = 1; w < VL; ++w)
+            max[r] = lane_max[r][w] > max[r] ? lane_max[r][w] : max[r];
+        for (long j = M / (2 * VL) * (2 * VL); j < M; ++j) /* the real keys of a partly padded last chunk */
+            max[r] = s[r * Mp + j] > max[r] ? s[r * Mp + j] : max[r];
+    }
+}
+
+/* In place: s <- 2^(s - max) along one row of Mp scores; returns 1 / the row's sum. */
+static float exp2_row(float *restrict s, float max, long Mp)
+{
+    vf lane_sum = {0};
+    for (long j = 0; j < Mp; j += VL) {
+        const vf e = exp2_nonpositive(load(s + j) - max);
+        store(s + j, e);
+        lane_sum += e;
+    }
+    return 1.0f / hsum(lane_sum);
+}
+
+/* out[r][c] = inv_sum[r] * sum_j p[r][j] vt[c][j] for ROWS rows of unnormalised probabilities p, two value
+ * channels at a time (each probability load then feeds two multiply-adds). */
+static void values(const float *restrict p, const float *restrict vt, const float *restrict inv_sum,
+                   float *restrict out, long d, long Mp)
+{
+    for (long c = 0; c < d; c += 2) {
+        const float *restrict v0 = vt + c * Mp, *restrict v1 = v0 + Mp;
+        vf acc[ROWS][2] = {{{0}}};
+        for (long j = 0; j < Mp; j += VL) {
+            const vf a = load(v0 + j), b = load(v1 + j);
+            for (int r = 0; r < ROWS; ++r) {
+                const vf prob = load(p + r * Mp + j);
+                acc[r][0] += prob * a;
+                acc[r][1] += prob * b;
+            }
+        }
+        for (int r = 0; r < ROWS; ++r) {
+            out[r * d + c] = hsum(acc[r][0]) * inv_sum[r];
+            out[r * d + c + 1] = hsum(acc[r][1]) * inv_sum[r];
+        }
+    }
+}
+
+/* The padding the caller must apply: queries to a multiple of rows(), keys to a multiple of keys(), head
+ * dimension to a multiple of 2. */
+int unstatic_attention_rows(void) { return ROWS; }
+int unstatic_attention_keys(void) { return 2 * VL; }
+
+/* Returns 0, or 1 when a thread's scratch buffer could not be allocated (the caller then falls back). */
+int unstatic_attention(const float *q, const float *kt, const float *vt, float *out,
+                       long G, long Np, long M, long Mp, long d, int threads)
+{
+    const long blocks = Np / ROWS;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *s = malloc(sizeof(float) * ROWS * Mp);
+        failed = s == NULL;
+#pragma omp for schedule(static)
+        for (long t = 0; t < G * blocks; ++t) {
+            if (s == NULL)
+                continue;
+            const long g = t / blocks, n0 = (t % blocks) * ROWS;
+            float max[ROWS], inv_sum[ROWS];
+            scores(q + (g * Np + n0) * d, kt + g * d * Mp, s, max, d, M, Mp);
+            for (int r = 0; r < ROWS; ++r)
+                inv_sum[r] = exp2_row(s + r * Mp, max[r], Mp);
+            values(s, vt + g * d * Mp, inv_sum, out + (g * Np + n0) * d, d, Mp);
+        }
+        free(s);
+    }
+    return failed;
+}
