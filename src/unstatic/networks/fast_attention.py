@@ -84,7 +84,8 @@ def _native(q: Tensor, k: Tensor, v: Tensor, lib) -> Tensor:
     rows, keys = lib.unstatic_attention_rows(), lib.unstatic_attention_keys()
     n_pad, m_pad, d_pad = -(-n // rows) * rows, -(-m // keys) * keys, d + d % 2
     scale = math.log2(math.e) / math.sqrt(d)  # scores in log2 units: the kernel's exponential is exp2
-    qs = q.reshape(g, n, d).float() * scale
+    # contiguous: a transposed view can reshape without a copy, and elementwise ops keep its strides
+    qs = (q.reshape(g, n, d).float() * scale).contiguous()
     if (n_pad, d_pad) != (n, d):
         qs = F.pad(qs, (0, d_pad - d, 0, n_pad - n))
     kt = torch.zeros(g, d_pad, m_pad)  # [G, d, M]: the kernel walks key positions along rows
