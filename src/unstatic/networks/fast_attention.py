@@ -64,10 +64,11 @@ _BLOCK = 1 << 22  # score elements per block (16 MiB in float32); larger inputs 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v for ``[B, heads, N, d]`` queries and ``[B, heads, M, d]`` keys/values."""
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if q.device.type != "cpu" or needs_grad or q.dtype == torch.float64:
+    if q.device.type != "cpu" or needs_grad:
         return F.scaled_dot_product_attention(q, k, v)
     n, m, d = q.shape[-2], k.shape[-2], q.shape[-1]
-    if d <= NATIVE_MAX_HEAD_DIM and n * m >= NATIVE_MIN_SCORES and (lib := attention_library()) is not None:
+    native = d <= NATIVE_MAX_HEAD_DIM and n * m >= NATIVE_MIN_SCORES and q.dtype != torch.float64  # it computes in fp32
+    if native and (lib := attention_library()) is not None:
         return _native(q, k, v, lib)
     if m <= FEW_KEYS and n >= MANY_QUERIES:
         return _few_keys(q, k, v)

@@ -127,7 +127,6 @@ def build_with_weights(
         value = state_dict.pop(key) if isinstance(state_dict, dict) else state_dict[key]
         cast = dtype if dtype is not None and value.is_floating_point() else None
         tensors[key] = value.to(device=device, dtype=cast, copy=True)
-        del value  # the last reference to the loaded tensor: its memory goes back now, not after the loop
     model.load_state_dict(tensors, strict=True, assign=True)
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:  # a buffer outside the state dict (non-persistent): build normally instead
