@@ -1,6 +1,7 @@
 """Stable Diffusion 1.5-shaped txt2img on this CPU, unstatic beside diffusers on identical random weights.
 
     .venv/bin/python -m benchmarks.sd_speed [--folder /tmp/sd15-random] [--size 512] [--steps 20] [--tile 0]
+                                            [--dtypes fp32,bf16]
 
 A full-size SD 1.5 layout (U-Net 860M, VAE 84M, CLIP-L text encoder 123M parameters) with random weights is saved
 once as a diffusers folder (the tokenizer is the tiny test one: token ids, not words, decide the cost). Each row
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--tile", type=int, default=0)
+    parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated rows to run (bf16 is slow where "
+                        "the CPU has no bf16 instructions)")
     parser.add_argument("--library", choices=["unstatic", "diffusers"])  # set in the child processes
     parser.add_argument("--dtype", choices=["fp32", "bf16"])
     args = parser.parse_args()
@@ -120,7 +123,7 @@ def main() -> None:
     print(f"SD 1.5 shape, random weights, {args.size}x{args.size}, {args.steps} Euler steps, CFG, "
           f"{torch.get_num_threads()} threads{f', VAE tiles of {args.tile} px' if args.tile else ''}")
     print(f"{'library':<10} {'dtype':<5} {'s/step':>8} {'total s':>8} {'peak RSS GiB':>13}")
-    for dtype in ("fp32", "bf16"):
+    for dtype in args.dtypes.split(","):
         for library in ("unstatic", "diffusers"):
             command = [sys.executable, "-m", "benchmarks.sd_speed", "--library", library, "--dtype", dtype,
                        "--folder", args.folder, "--size", str(args.size), "--steps", str(args.steps), "--tile", str(args.tile)]

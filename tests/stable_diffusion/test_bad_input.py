@@ -114,7 +114,7 @@ def test_diffusers_folder_missing_and_broken_components(tmp_path, sd_folders, lo
     torch.testing.assert_close(generate(model), generate(loaded["sd1"]), rtol=0, atol=0)
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:5000])
-    with pytest.raises(ValueError, match="not readable safetensors.*truncated"):
+    with pytest.raises(ValueError, match="is not a readable safetensors file.*truncated"):
         load_any_model(folder, vae=sd_folders["sd1"] / "vae")
 
 

@@ -11,8 +11,9 @@ import pickle
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
+
+from unstatic.networks.safetensors_reader import read_safetensors
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -24,12 +25,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
         raise FileNotFoundError(f"no checkpoint file at {path}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        try:
-            with safe_open(path, framework="pt") as handle:
-                return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
-        except (SafetensorError, OSError, RuntimeError) as error:
-            raise ValueError(f"{path} is not a readable safetensors file ({error}); it may be truncated "
-                             "(an interrupted download) or corrupt") from error
+        return read_safetensors(path)  # errors name the file, the tensor and whether it is truncated
     if suffix in PICKLE_SUFFIXES:
         return _read_pickle(path), {}
     raise ValueError(f"{path}: unknown checkpoint type {suffix!r}; expected .safetensors or {', '.join(PICKLE_SUFFIXES)}")

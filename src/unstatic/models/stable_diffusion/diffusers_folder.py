@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from unstatic.models.folder import DiffusionModel
@@ -65,11 +64,8 @@ def load_diffusers_folder(
     if missing:
         hint = " (pass --vae PATH for the VAE)" if "vae" in missing else ""
         raise FileNotFoundError(f"{folder} lacks the component folder(s) {', '.join(f'{m}/' for m in missing)}{hint}")
-    try:
-        unet = load_diffusers_unet(folder / "unet", dtype=dtype, device=device)
-        vae = vae if vae is not None else load_diffusers_vae(folder / "vae", dtype=dtype, device=device)
-    except SafetensorError as error:
-        raise ValueError(f"{folder}: a weights file is not readable safetensors ({error}); it may be truncated or corrupt") from error
+    unet = load_diffusers_unet(folder / "unet", dtype=dtype, device=device)  # a broken file's error names it
+    vae = vae if vae is not None else load_diffusers_vae(folder / "vae", dtype=dtype, device=device)
     scheduler_path = folder / "scheduler" / SCHEDULER_CONFIG
     schedule, predicted, spacing = schedule_from_diffusers(json.loads(scheduler_path.read_text()), str(scheduler_path))
     if xl:
