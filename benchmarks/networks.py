@@ -5,7 +5,7 @@ into unstatic through the diffusers importers, so both run the same weights on t
 forward (median of interleaved repetitions), GFLOP/s, fraction of this machine's measured ceiling (3x3 conv:
 480 GFLOP/s fp32, 946 bf16; shared/REFERENCES.md) and unstatic's relative error against diffusers fp32.
 
-    .venv/bin/python -m benchmarks.networks [--budget SECONDS_PER_CASE]
+    .venv/bin/python -m benchmarks.networks [--budget SECONDS_PER_CASE] [--only NAME_PART] [--fp32-only]
 """
 
 from __future__ import annotations
@@ -137,25 +137,30 @@ def _cpu_efficient_row(budget: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed repetitions per model and mode (all four interleaved)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this (e.g. 'cond')")
+    parser.add_argument("--fp32-only", action="store_true", help="skip the bf16 mode (slow where the CPU has no bf16 instructions)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for name, run_ref, run_ours, reference, ours, inputs in _cases(Path(tmp)):
+            if args.only not in name:
+                continue
             with FlopCounterMode(display=False) as counter:
                 expected = run_ref(reference)
             gflop = counter.get_total_flops() / 1e9
             got = run_ours(ours)
             error = float((got.float() - expected).abs().max() / expected.abs().max())
-            ref_bf16, ours_bf16 = _to_bf16(reference), _to_bf16(ours)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                got_bf16 = run_ours(ours_bf16)
-            error_bf16 = float((got_bf16.float() - expected).abs().max() / expected.abs().max())
+            variants = [("diffusers fp32", reference, run_ref, "fp32"), ("unstatic fp32", ours, run_ours, "fp32")]
+            error_bf16 = float("nan")
+            if not args.fp32_only:
+                ref_bf16, ours_bf16 = _to_bf16(reference), _to_bf16(ours)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    got_bf16 = run_ours(ours_bf16)
+                error_bf16 = float((got_bf16.float() - expected).abs().max() / expected.abs().max())
+                variants += [("diffusers bf16", ref_bf16, run_ref, "bf16"), ("unstatic bf16", ours_bf16, run_ours, "bf16")]
             runs = {}
-            for label, model, runner, mode in (
-                ("diffusers fp32", reference, run_ref, "fp32"), ("unstatic fp32", ours, run_ours, "fp32"),
-                ("diffusers bf16", ref_bf16, run_ref, "bf16"), ("unstatic bf16", ours_bf16, run_ours, "bf16"),
-            ):
+            for label, model, runner, mode in variants:
                 def call(model=model, runner=runner, mode=mode):
                     if mode == "bf16":
                         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -163,7 +168,7 @@ def main() -> None:
                     return runner(model)
 
                 runs[label] = (call, mode)
-            medians = _interleaved_median_ms({label: call for label, (call, _) in runs.items()}, 4 * args.budget)
+            medians = _interleaved_median_ms({label: call for label, (call, _) in runs.items()}, len(runs) * args.budget)
             timings = {label: (medians[label], mode) for label, (_, mode) in runs.items()}
             rows.append((name, gflop, timings, error, error_bf16))
             print(f"... {name} done", flush=True)
@@ -172,15 +177,16 @@ def main() -> None:
     print(f"{'case':22s} {'GFLOP':>6s} | {'diffusers fp32':>17s} | {'unstatic fp32':>17s} {'speed-up':>8s} | "
           f"{'diffusers bf16':>17s} | {'unstatic bf16':>17s} {'vs diff. fp32':>13s} | {'rel.err fp32':>12s} {'bf16':>8s}")
     for name, gflop, timings, error, error_bf16 in rows:
-        cells = {}
+        cells = {label: f"{'-':>17s}" for label in ("diffusers bf16", "unstatic bf16")}
         for label, (ms, mode) in timings.items():
             rate = gflop / (ms / 1e3)
             cells[label] = f"{ms:7.1f} {rate:5.0f} {100 * rate / CEILING_GFLOPS[mode]:3.0f}%"
         speedup = timings["diffusers fp32"][0] / timings["unstatic fp32"][0]
-        bf16_vs = timings["diffusers fp32"][0] / timings["unstatic bf16"][0]
+        bf16_vs = timings["diffusers fp32"][0] / timings["unstatic bf16"][0] if "unstatic bf16" in timings else float("nan")
         print(f"{name:22s} {gflop:6.2f} | {cells['diffusers fp32']:>17s} | {cells['unstatic fp32']:>17s} {speedup:7.2f}x | "
               f"{cells['diffusers bf16']:>17s} | {cells['unstatic bf16']:>17s} {bf16_vs:12.2f}x | {error:12.1e} {error_bf16:8.1e}")
-    _cpu_efficient_row(args.budget)
+    if not args.only:
+        _cpu_efficient_row(args.budget)
     print("\nTargets (issue 3): unstatic fp32 >= 1.3x diffusers on the conditional U-Net at b2 and never slower; "
           "bf16 mode >= 2x diffusers fp32 with rel. err <= 3e-2.")
 

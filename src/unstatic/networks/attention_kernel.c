@@ -12,7 +12,7 @@
  *   out [G, Np, d]
  * Np is a multiple of ROWS, Mp of 2 * VL and d of 2; key positions M..Mp-1 are padding (zeros in kt and vt).
  *
- * Why it beats PyTorch's fused CPU kernel on the narrow heads of diffusion U-Nets (head dim 8-40): ROWS queries
+ * Why it beats PyTorch's fused CPU kernel on the narrow heads of diffusion U-Nets (head dim up to 16): ROWS queries
  * share every key and value load, the softmax runs on rows that are still in cache, and the exponential is a
  * short polynomial on whole vectors.
  */
@@ -28,6 +28,9 @@ typedef int vi __attribute__((vector_size(4 * VL)));
 
 static inline vf load(const float *p) { return *(const vf_unaligned *)p; }
 static inline void store(float *p, vf v) { *(vf_unaligned *)p = v; }
+/* The scratch rows are aligned to 64 bytes and Mp is a multiple of 2 * VL: whole-vector accesses, never split. */
+static inline vf load_scratch(const float *p) { return *(const vf *)p; }
+static inline void store_scratch(float *p, vf v) { *(vf *)p = v; }
 static inline vf splat(float x) { return (vf){0} + x; }
 static inline vf vmax(vf a, vf b) { vi a_wins = a > b; return (vf)(((vi)a & a_wins) | ((vi)b & ~a_wins)); }
 static inline float hsum(vf v)
@@ -38,25 +41,29 @@ static inline float hsum(vf v)
     return total;
 }
 
-/* 2^x for x <= 0 on a vector, relative error below 2e-7 for x >= -126; below that the result is 2^-126,
- * which next to the row maximum's 1 cannot change a float32 sum. x = n + f with n = round(x), |f| <= 1/2, and
- * 2^x = 2^n 2^f: 2^f by a degree-6 polynomial (the minimax fit of Cephes' exp2f, Moshier 1989, relative error
- * 1.4e-7 on [-1/2, 1/2]), 2^n written straight into the exponent bits. */
+/* 2^x for x <= 0 on a vector, relative error below 3e-7 for x >= -126 and exactly 0 below -126.5 (next to
+ * the row maximum's 1 such a term cannot change a float32 sum). x = n + f with n = round(x), |f| <= 1/2, and
+ * 2^x = 2^n 2^f: 2^f by a degree-5 polynomial (a relative-error minimax fit on [-1/2, 1/2], error 2.6e-7,
+ * the float32 rounding of its inputs' order; degree 6 cost 5 % more of the kernel for nothing a float32
+ * softmax keeps), 2^n written straight into the exponent bits. */
 static inline vf exp2_nonpositive(vf x)
 {
-    x = vmax(x, splat(-126.0f));
     const vf shifter = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer, ties to even */
-    const vf n = (x + shifter) - shifter;
+    const vf t = x + shifter;             /* for |x| < 2^22 its bits are those of 1.5 * 2^23, plus n */
+    const vf n = t - shifter;
     const vf f = x - n;
-    vf p = splat(1.535336188319500e-4f);
-    p = p * f + 1.339887440266574e-3f;
-    p = p * f + 9.618437357674640e-3f;
-    p = p * f + 5.550332471162809e-2f;
-    p = p * f + 2.402264791363012e-1f;
-    p = p * f + 6.931472028550421e-1f;
-    p = p * f + 1.0f;
-    const vi exponent = (__builtin_convertvector(n, vi) + 127) << 23; /* 2^n, a normal float for n >= -126 */
-    return p * (vf)exponent;
+    vf p = splat(1.29157e-3f);
+    p = p * f + 9.66853e-3f;
+    p = p * f + 5.551689e-2f;
+    p = p * f + 2.4022265e-1f;
+    p = p * f + 6.9314647e-1f;
+    p = p * f + 1.00000004f;
+    /* The biased exponent n + 127 straight from t's bits (no conversion), cleared to 0, the float 0, where it
+     * is negative (two integer operations instead of a float clamp of x, a compare and a blend). Below -2^22
+     * (padding keys' -1e30) t's bits are those of a negative float: negative here too, so also 0. */
+    vi biased = (vi)t - (0x4B400000 - 127);
+    biased &= ~(biased >> 31);
+    return p * (vf)(biased << 23);
 }
 
 /* Scores of ROWS queries against all Mp keys, s[r][j] = sum_c q[r][c] kt[c][j], and each row's maximum over
@@ -78,8 +85,8 @@ static void scores(const float *restrict q, const float *restrict kt, float *res
             }
         }
         for (int r = 0; r < ROWS; ++r) {
-            store(s + r * Mp + j, acc[r][0]);
-            store(s + r * Mp + j + VL, acc[r][1]);
+            store_scratch(s + r * Mp + j, acc[r][0]);
+            store_scratch(s + r * Mp + j + VL, acc[r][1]);
             if (j + 2 * VL <= M)
                 lane_max[r] = vmax(lane_max[r], vmax(acc[r][0], acc[r][1]));
         }
@@ -100,8 +107,8 @@ static float exp2_row(float *restrict s, float max, long Mp)
 {
     vf lane_sum = {0};
     for (long j = 0; j < Mp; j += VL) {
-        const vf e = exp2_nonpositive(load(s + j) - max);
-        store(s + j, e);
+        const vf e = exp2_nonpositive(load_scratch(s + j) - max);
+        store_scratch(s + j, e);
         lane_sum += e;
     }
     return 1.0f / hsum(lane_sum);
@@ -118,7 +125,7 @@ static void values(const float *restrict p, const float *restrict vt, const floa
         for (long j = 0; j < Mp; j += VL) {
             const vf a = load(v0 + j), b = load(v1 + j);
             for (int r = 0; r < ROWS; ++r) {
-                const vf prob = load(p + r * Mp + j);
+                const vf prob = load_scratch(p + r * Mp + j);
                 acc[r][0] += prob * a;
                 acc[r][1] += prob * b;
             }
@@ -143,7 +150,7 @@ int unstatic_attention(const float *q, const float *kt, const float *vt, float *
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        float *s = malloc(sizeof(float) * ROWS * Mp);
+        float *s = aligned_alloc(64, sizeof(float) * ROWS * Mp); /* a multiple of 64 bytes, as C11 asks */
         failed = s == NULL;
 #pragma omp for schedule(static)
         for (long t = 0; t < G * blocks; ++t) {

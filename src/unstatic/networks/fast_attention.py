@@ -7,13 +7,14 @@ without a mask (Vaswani et al. 2017, Eq. 1).
 Which path runs (medians on a 2-core AVX-512 CPU, 2 threads, batch 2, 8 heads unless noted; see
 ``benchmarks/attention.py``):
 
-* **Narrow heads (head dim <= 8, at least 65,536 query-key pairs: self- and cross-attention at 32x32 in SD-like
-  U-Nets of 64 channels and 8 heads):** ``_native``, our C kernel (``attention_kernel.c``, built at first use by
-  ``cpu_kernel.py``). Four queries share each key and value load, the scores of a block stay in L1, and exp2 is a
-  vector polynomial. Measured on a 2-core AMD EPYC (AVX2), one thread, medians of interleaved runs: 1024 x 1024
-  tokens 72 -> 45 ms, 1024 x 77 tokens 7.4 -> 4.7 ms (1.6x); at head dim 16 SDPA is as fast (4.6 vs 4.8 ms for
-  256 x 256) and at 32 and above it wins (its GEMM micro-kernels), so wider heads stay on the paths below.
-  Where the kernel cannot be built (no C compiler) these shapes take the paths below.
+* **Narrow heads (head dim <= 16, at least 65,536 query-key pairs: self- and cross-attention at 32x32 and up in
+  SD-like U-Nets of 64-128 channels and 8 heads):** ``_native``, our C kernel (``attention_kernel.c``, built at
+  first use by ``cpu_kernel.py``). Four queries share each key and value load, the scores of a block stay in L1,
+  and exp2 is a vector polynomial. Measured 2026-12-06 on a 2-core AMD EPYC (Zen 1, AVX2), 2 threads, batch 2 x
+  8 heads, SDPA -> native: head dim 8, 1024 x 1024 tokens 31.9 -> 17.2 ms, 1024 x 77 tokens 3.5 -> 2.0 ms; head
+  dim 16, 1024 x 1024 29.1 -> 26.9 ms, 4096 x 4096 (batch 1, 2 heads) 66.7 -> 49.4 ms, 256 x 256 a tie (1.85
+  vs 1.76 ms). At head dim 32 SDPA wins (3.2 vs 3.6 ms for 256 x 256: its GEMM micro-kernels), so wider heads
+  stay on the paths below. Where the kernel cannot be built (no C compiler) these shapes take the paths below.
 * **Few keys, many queries (M <= 128 and N >= 512: cross-attention on 77 text tokens at 32x32 and up):**
   ``_few_keys``, an explicit path with the heads folded into the batch. PyTorch's fused CPU kernel spends most
   of its time on per-block overhead when the key axis is this short; the explicit path does one ``bmm`` for the
@@ -56,7 +57,7 @@ from unstatic.networks.cpu_kernel import attention_library
 
 FEW_KEYS = 128  # largest key count for the explicit path (measured crossover: 77-128 wins, 256 loses)
 MANY_QUERIES = 512  # smallest query count for it (256 queries: a tie, 64: SDPA wins by 1.6x)
-NATIVE_MAX_HEAD_DIM = 8  # widest head the C kernel takes: at 16 PyTorch's kernel is as fast (module docstring)
+NATIVE_MAX_HEAD_DIM = 16  # widest head the C kernel takes: at 32 PyTorch's kernel is faster (module docstring)
 NATIVE_MIN_SCORES = 1 << 16  # fewest query x key pairs it takes: below, the padding and the call cost more
 _BLOCK = 1 << 22  # score elements per block (16 MiB in float32); larger inputs are chunked over queries
 
