@@ -58,13 +58,6 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str
     return tensors, metadata
 
 
-def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
-    """Only the ``"__metadata__"`` strings of a safetensors file (reads the header, not the data)."""
-    path = Path(path)
-    with open(path, "rb") as file:
-        return _read_header(path, file)[1]
-
-
 def _read_header(path: Path, file) -> tuple[dict[str, tuple[torch.dtype, list[int], int, int]], dict[str, str], int]:
     """Parse and check the header: ``({name: (dtype, shape, begin, end)}, metadata, offset of the data)``."""
     size = path.stat().st_size
