@@ -78,8 +78,9 @@ def run_diffusers(folder: Path, dtype: torch.dtype, size: int, steps: int, tile:
 
     pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    if tile:
+    if tile:  # the same tile size as ours (diffusers would take the VAE config's sample_size)
         pipe.vae.enable_tiling()
+        pipe.vae.tile_sample_min_size, pipe.vae.tile_latent_min_size = tile, tile // 8
     stamps: list[float] = []
 
     def on_step(pipeline, index, timestep, kwargs):
