@@ -81,10 +81,11 @@ def _read_header(path: Path, file) -> tuple[dict[str, tuple[torch.dtype, list[in
         if isinstance(entry, dict) and entry.get("dtype") not in DTYPES:
             raise _unreadable(path, f"tensor {name!r} has dtype {entry.get('dtype')!r} (known: {', '.join(DTYPES)})")
         try:
-            dtype, shape, (begin, end) = DTYPES[entry["dtype"]], [int(n) for n in entry["shape"]], entry["data_offsets"]
+            dtype, shape = DTYPES[entry["dtype"]], [int(n) for n in entry["shape"]]
+            begin, end = (int(offset) for offset in entry["data_offsets"])
         except (KeyError, TypeError, ValueError) as error:
             raise _unreadable(path, f"tensor {name!r} has a malformed header entry {entry!r}") from error
-        expected = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        expected = math.prod(shape) * dtype.itemsize
         if end - begin != expected or begin < 0 or min(shape, default=0) < 0:
             raise _unreadable(path, f"tensor {name!r} ({entry['dtype']} {shape}) spans {end - begin} bytes, "
                                  f"not {expected}: it is corrupt")
