@@ -142,9 +142,11 @@ static void values(const float *restrict p, const float *restrict vt, const floa
 int unstatic_attention_rows(void) { return ROWS; }
 int unstatic_attention_keys(void) { return 2 * VL; }
 
-/* Returns 0, or 1 when a thread's scratch buffer could not be allocated (the caller then falls back). */
-int unstatic_attention(const float *q, const float *kt, const float *vt, float *out,
-                       long G, long Np, long M, long Mp, long d, int threads)
+/* Returns 0, or 1 when a thread's scratch buffer could not be allocated (the caller then falls back).
+ * row_max and row_inv_sum ([G, Np]) may be NULL; where given they receive each query row's score maximum and
+ * 1 / its sum of exponentials, which the backward pass needs to recompute the probabilities. */
+int unstatic_attention(const float *q, const float *kt, const float *vt, float *out, float *row_max,
+                       float *row_inv_sum, long G, long Np, long M, long Mp, long d, int threads)
 {
     const long blocks = Np / ROWS;
     int failed = 0;
@@ -162,8 +164,85 @@ int unstatic_attention(const float *q, const float *kt, const float *vt, float *
             for (int r = 0; r < ROWS; ++r)
                 inv_sum[r] = exp2_row(s + r * Mp, max[r], Mp);
             values(s, vt + g * d * Mp, inv_sum, out + (g * Np + n0) * d, d, Mp);
+            if (row_max != NULL)
+                for (int r = 0; r < ROWS; ++r) {
+                    row_max[g * Np + n0 + r] = max[r];
+                    row_inv_sum[g * Np + n0 + r] = inv_sum[r];
+                }
         }
         free(s);
+    }
+    return failed;
+}
+
+/* The gradients of one block of ROWS queries, from probabilities p recomputed out of the forward pass's row
+ * maxima and sums (as FlashAttention does: Dao et al. 2022, Sec. 3.1 and Appendix B.4):
+ *   dp = dout v^T,  D_r = dout_r . out_r,  ds = p * (dp - D)   (softmax backward; ds is the gradient of the
+ *   natural-unit scores), dv^T += dout^T p... written column by column: dvt[c][j] += sum_r p[r][j] dout[r][c],
+ *   dkt[c][j] += sum_r ds[r][j] q[r][c],  dq[r][c] = sum_j ds[r][j] kt[c][j].
+ * s holds the block's scores on entry and ds on return; dp is scratch. */
+static void block_backward(const float *restrict q, const float *restrict kt, const float *restrict vt,
+                           const float *restrict out, const float *restrict dout, const float *restrict max,
+                           const float *restrict inv_sum, float *restrict s, float *restrict dp,
+                           float *restrict dq, float *restrict dkt, float *restrict dvt, long d, long M, long Mp)
+{
+    float unused[ROWS], delta[ROWS], ones[ROWS];
+    scores(dout, vt, dp, unused, d, M, Mp);
+    for (int r = 0; r < ROWS; ++r) {
+        float total = 0.0f;
+        for (long c = 0; c < d; ++c)
+            total += dout[r * d + c] * out[r * d + c];
+        delta[r] = total;
+        ones[r] = 1.0f;
+    }
+    for (long j = 0; j < Mp; j += VL) {
+        vf p[ROWS], ds[ROWS];
+        for (int r = 0; r < ROWS; ++r) {
+            p[r] = exp2_nonpositive(load_scratch(s + r * Mp + j) - max[r]) * inv_sum[r];
+            ds[r] = p[r] * (load_scratch(dp + r * Mp + j) - delta[r]);
+            store_scratch(s + r * Mp + j, ds[r]);
+        }
+        for (long c = 0; c < d; ++c) {
+            vf dv = load(dvt + c * Mp + j), dk = load(dkt + c * Mp + j);
+            for (int r = 0; r < ROWS; ++r) {
+                dv += p[r] * dout[r * d + c];
+                dk += ds[r] * q[r * d + c];
+            }
+            store(dvt + c * Mp + j, dv);
+            store(dkt + c * Mp + j, dk);
+        }
+    }
+    values(s, kt, ones, dq, d, Mp);
+}
+
+/* The backward pass of unstatic_attention, in its layout: dq [G, Np, d] and dkt, dvt [G, d, Mp], which the
+ * caller zeroes (they are accumulated). q is the scaled query of the forward pass, so dkt comes out multiplied by
+ * log2(e) and dq lacks the 1/sqrt(d): the caller rescales. Each thread owns whole heads (g), so the key and value
+ * gradients need no synchronisation. Returns 0, or 1 when scratch could not be allocated. */
+int unstatic_attention_backward(const float *q, const float *kt, const float *vt, const float *out,
+                                const float *dout, const float *row_max, const float *row_inv_sum, float *dq,
+                                float *dkt, float *dvt, long G, long Np, long M, long Mp, long d, int threads)
+{
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *s = aligned_alloc(64, sizeof(float) * ROWS * Mp), *dp = aligned_alloc(64, sizeof(float) * ROWS * Mp);
+        failed = s == NULL || dp == NULL;
+#pragma omp for schedule(static)
+        for (long g = 0; g < G; ++g) {
+            if (s == NULL || dp == NULL)
+                continue;
+            for (long n0 = 0; n0 < Np; n0 += ROWS) {
+                const long row = g * Np + n0;
+                float unused[ROWS];
+                scores(q + row * d, kt + g * d * Mp, s, unused, d, M, Mp);
+                block_backward(q + row * d, kt + g * d * Mp, vt + g * d * Mp, out + row * d, dout + row * d,
+                               row_max + row, row_inv_sum + row, s, dp, dq + row * d, dkt + g * d * Mp,
+                               dvt + g * d * Mp, d, M, Mp);
+            }
+        }
+        free(s);
+        free(dp);
     }
     return failed;
 }

@@ -79,6 +79,9 @@ def attention_library() -> ctypes.CDLL | None:
         detail = getattr(err, "stderr", None) or err
         log.warning("could not build the C attention kernel (%s): attention runs on PyTorch's kernels", detail)
         return None
+    # the C signatures: pointers, then lengths, then the thread count
     lib.unstatic_attention.restype = ctypes.c_int
-    lib.unstatic_attention.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 5 + [ctypes.c_int]
+    lib.unstatic_attention.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_long] * 5 + [ctypes.c_int]
+    lib.unstatic_attention_backward.restype = ctypes.c_int
+    lib.unstatic_attention_backward.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_long] * 5 + [ctypes.c_int]
     return lib

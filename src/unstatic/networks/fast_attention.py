@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unstatic.networks.cpu_kernel import attention_library
+from unstatic.networks.native_attention import native_attention
 
 FEW_KEYS = 128  # largest key count for the explicit path (measured crossover: 77-128 wins, 256 loses)
 MANY_QUERIES = 512  # smallest query count for it (256 queries: a tie, 64: SDPA wins by 1.6x)
@@ -64,42 +65,17 @@ _BLOCK = 1 << 22  # score elements per block (16 MiB in float32); larger inputs 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v for ``[B, heads, N, d]`` queries and ``[B, heads, M, d]`` keys/values."""
-    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if q.device.type != "cpu" or needs_grad:
+    if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v)
     n, m, d = q.shape[-2], k.shape[-2], q.shape[-1]
-    native = d <= NATIVE_MAX_HEAD_DIM and n * m >= NATIVE_MIN_SCORES and q.dtype != torch.float64  # it computes in fp32
-    if native and (lib := attention_library()) is not None:
-        return _native(q, k, v, lib)
-    if m <= FEW_KEYS and n >= MANY_QUERIES:
+    native = (d <= NATIVE_MAX_HEAD_DIM and v.shape[-1] == d and n * m >= NATIVE_MIN_SCORES
+              and q.dtype != torch.float64)  # it computes in fp32
+    if native and (lib := attention_library()) is not None and (out := native_attention(q, k, v, lib)) is not None:
+        return out
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if m <= FEW_KEYS and n >= MANY_QUERIES and not needs_grad:
         return _few_keys(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)
-
-
-@torch.autocast("cpu", enabled=False)
-def _native(q: Tensor, k: Tensor, v: Tensor, lib) -> Tensor:
-    """The C kernel (``attention_kernel.c``): inputs padded to its block sizes and laid out as it reads them,
-    computed in float32 whatever the input dtype, the result rounded once to it."""
-    *lead, n, d = q.shape
-    m = k.shape[-2]
-    g = math.prod(lead)
-    rows, keys = lib.unstatic_attention_rows(), lib.unstatic_attention_keys()
-    n_pad, m_pad, d_pad = -(-n // rows) * rows, -(-m // keys) * keys, d + d % 2
-    scale = math.log2(math.e) / math.sqrt(d)  # scores in log2 units: the kernel's exponential is exp2
-    # contiguous: a transposed view can reshape without a copy, and elementwise ops keep its strides
-    qs = (q.reshape(g, n, d).float() * scale).contiguous()
-    if (n_pad, d_pad) != (n, d):
-        qs = F.pad(qs, (0, d_pad - d, 0, n_pad - n))
-    kt = torch.zeros(g, d_pad, m_pad)  # [G, d, M]: the kernel walks key positions along rows
-    kt[:, :d, :m] = k.reshape(g, m, d).transpose(1, 2)
-    vt = torch.zeros(g, d_pad, m_pad)
-    vt[:, :d, :m] = v.reshape(g, m, d).transpose(1, 2)
-    out = torch.empty(g, n_pad, d_pad)
-    failed = lib.unstatic_attention(qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(), g, n_pad, m, m_pad,
-                                    d_pad, torch.get_num_threads())
-    if failed:  # a thread's scratch row could not be allocated: PyTorch's kernel needs less memory
-        return F.scaled_dot_product_attention(q, k, v)
-    return out[:, :n, :d].to(q.dtype).reshape(*lead, n, d)
 
 
 @torch.autocast("cpu", enabled=False)  # chooses its own precision; autocast would recast the bmm inputs

@@ -1,0 +1,114 @@
+"""Gradients of ``attention`` (training): the C kernel's backward pass against SDPA's in float64.
+
+Tolerance: the inputs are float32-representable and the reference runs in float64, so the error is ours alone.
+SDPA's own float32 gradients land at 2e-7 to 1e-6 of the largest reference entry on these shapes; we allow 4e-6,
+the same order (the backward pass sums over twice as many products as the forward).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unstatic.networks import fast_attention
+from unstatic.networks.cpu_kernel import attention_library
+from unstatic.networks.fast_attention import attention
+
+TOL = 4e-6
+# (batch, heads, N, M, head_dim): training U-Nets' 16x16 and 8x8 levels, odd sizes that exercise every padding
+SHAPES = {
+    "unet16-d8": (4, 8, 256, 256, 8),
+    "unet8-d16-few-scores": (2, 4, 64, 64, 16),  # under NATIVE_MIN_SCORES: SDPA's gradients
+    "cross-d8": (2, 4, 300, 77, 8),
+    "odd-sizes-d5": (2, 3, 261, 253, 5),
+}
+
+
+def _inputs(b, h, n, m, d, seed=0, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return [(scale * torch.randn(b, h, s, d, generator=gen)) for s in (n, m, m)]
+
+
+def _gradients(function, inputs, grad_out, dtype):
+    leaves = [x.detach().to(dtype).requires_grad_() for x in inputs]
+    out = function(*leaves)
+    return out, torch.autograd.grad(out, leaves, grad_out.to(out.dtype))
+
+
+def _rel_err(out, ref):
+    out, ref = out.detach(), ref.detach()
+    return float((out.double() - ref).abs().max() / ref.abs().max())
+
+
+def _spy(monkeypatch):
+    calls, function = [], fast_attention.native_attention
+    monkeypatch.setattr(fast_attention, "native_attention", lambda *a: calls.append(1) or function(*a))
+    return calls
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_gradients_match_sdpa_float64(name, monkeypatch):
+    calls = _spy(monkeypatch)
+    inputs = _inputs(*SHAPES[name])
+    grad_out = torch.randn_like(inputs[0])
+    ref_out, ref_grads = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float64)
+    out, grads = _gradients(attention, inputs, grad_out, torch.float32)
+    assert _rel_err(out, ref_out) <= TOL
+    for grad, ref, x in zip(grads, ref_grads, inputs):
+        assert grad.shape == x.shape and grad.dtype == torch.float32
+        assert _rel_err(grad, ref) <= TOL
+    b, h, n, m, d = SHAPES[name]
+    kernel_expected = attention_library() is not None and n * m >= fast_attention.NATIVE_MIN_SCORES
+    assert bool(calls) == kernel_expected
+
+
+def test_sharp_logits_give_finite_gradients():
+    if attention_library() is None:
+        pytest.skip("the C kernel cannot be built on this machine (no compiler)")
+    inputs = _inputs(2, 4, 256, 256, 8, seed=1, scale=8.0)  # logits up to ~ +-300
+    grad_out = torch.randn_like(inputs[0])
+    _, ref_grads = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float64)
+    _, sdpa_grads = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float32)
+    _, grads = _gradients(attention, inputs, grad_out, torch.float32)
+    for grad, sdpa, ref in zip(grads, sdpa_grads, ref_grads):
+        # logits this large are ill-conditioned: compare with SDPA's own float32 error
+        assert torch.isfinite(grad).all() and _rel_err(grad, ref) <= 2 * _rel_err(sdpa, ref) + TOL
+
+
+def test_bf16_autocast_gradients_keep_the_input_dtypes():
+    inputs = _inputs(2, 4, 256, 256, 8, seed=2)
+    grad_out = torch.randn_like(inputs[0])
+    _, ref_grads = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, grads = _gradients(attention, inputs, grad_out, torch.bfloat16)
+    assert out.dtype == torch.bfloat16
+    for grad, ref in zip(grads, ref_grads):
+        assert grad.dtype == torch.bfloat16 and _rel_err(grad, ref) < 2e-2
+
+
+def test_non_contiguous_inputs_and_gradients_flow_to_the_projection():
+    """As in a U-Net: q, k, v are views of one projection's output; its weight gets the kernel's gradients."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 256, 32, generator=gen)
+    weight = torch.randn(96, 32, generator=gen) / 32**0.5
+
+    def loss(function, w):
+        q, k, v = (x.to(w.dtype) @ w.T).view(2, 256, 3, 4, 8).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, N, d]
+        return (function(q, k, v) ** 2).sum()
+
+    w64 = weight.double().requires_grad_()
+    loss(F.scaled_dot_product_attention, w64).backward()
+    w32 = weight.clone().requires_grad_()
+    loss(attention, w32).backward()
+    assert _rel_err(w32.grad, w64.grad) <= TOL
+
+
+def test_without_the_c_kernel_gradients_come_from_sdpa(monkeypatch):
+    monkeypatch.setattr(fast_attention, "attention_library", lambda: None)
+    calls = _spy(monkeypatch)
+    inputs = _inputs(2, 4, 256, 256, 8, seed=4)
+    grad_out = torch.randn_like(inputs[0])
+    _, ref_grads = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float64)
+    _, grads = _gradients(attention, inputs, grad_out, torch.float32)
+    assert not calls and all(_rel_err(g, r) <= TOL for g, r in zip(grads, ref_grads))
