@@ -19,9 +19,9 @@ TOL = 4e-6
 # (batch, heads, N, M, head_dim): training U-Nets' 16x16 and 8x8 levels, odd sizes that exercise every padding
 SHAPES = {
     "unet16-d8": (4, 8, 256, 256, 8),
-    "unet8-d16-few-scores": (2, 4, 64, 64, 16),  # under NATIVE_MIN_SCORES: SDPA's gradients
-    "cross-d8": (2, 4, 300, 77, 8),
-    "odd-sizes-d5": (2, 3, 261, 253, 5),
+    "unet8-d16-few-pairs": (2, 4, 64, 64, 16),  # under NATIVE_MIN_PAIRS: SDPA's gradients
+    "cross-d8": (4, 8, 300, 77, 8),
+    "odd-sizes-d5": (4, 3, 261, 253, 5),
 }
 
 
@@ -59,7 +59,7 @@ def test_gradients_match_sdpa_float64(name, monkeypatch):
         assert grad.shape == x.shape and grad.dtype == torch.float32
         assert _rel_err(grad, ref) <= TOL
     b, h, n, m, d = SHAPES[name]
-    kernel_expected = attention_library() is not None and n * m >= fast_attention.NATIVE_MIN_SCORES
+    kernel_expected = attention_library() is not None and b * h * n * m >= fast_attention.NATIVE_MIN_PAIRS
     assert bool(calls) == kernel_expected
 
 

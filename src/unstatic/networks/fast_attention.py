@@ -7,13 +7,16 @@ without a mask (Vaswani et al. 2017, Eq. 1).
 Which path runs (medians on a 2-core AVX-512 CPU, 2 threads, batch 2, 8 heads unless noted; see
 ``benchmarks/attention.py``):
 
-* **Narrow heads (head dim <= 16, at least 65,536 query-key pairs: self- and cross-attention at 32x32 and up in
-  SD-like U-Nets of 64-128 channels and 8 heads):** ``_native``, our C kernel (``attention_kernel.c``, built at
-  first use by ``cpu_kernel.py``). Four queries share each key and value load, the scores of a block stay in L1,
+* **Narrow heads (head dim <= 16, at least 2^17 query-key pairs over all heads: self- and cross-attention at
+  32x32 and up in SD-like U-Nets of 64-128 channels and 8 heads, and at 16x16 and 8x8 in training batches):**
+  ``native_attention``, our C kernel (``attention_kernel.c``, built at first use by ``cpu_kernel.py``; forward
+  and backward, so training uses it too: ``native_attention.py``). Four queries share each key and value load, the scores of a block stay in L1,
   and exp2 is a vector polynomial. Measured 2026-12-06 on a 2-core AMD EPYC (Zen 1, AVX2), 2 threads, batch 2 x
   8 heads, SDPA -> native: head dim 8, 1024 x 1024 tokens 31.9 -> 17.2 ms, 1024 x 77 tokens 3.5 -> 2.0 ms; head
   dim 16, 1024 x 1024 29.1 -> 26.9 ms, 4096 x 4096 (batch 1, 2 heads) 66.7 -> 49.4 ms, 256 x 256 a tie (1.85
-  vs 1.76 ms). At head dim 32 SDPA wins (3.2 vs 3.6 ms for 256 x 256: its GEMM micro-kernels), so wider heads
+  vs 1.76 ms); fewer pairs, head dim 8, native vs SDPA vs explicit: batch 2 x 8 heads x 512 x 77 tokens 1.12 vs
+  1.89 vs 1.62 ms, 4 x 8 x 128 x 128 0.90 vs 1.29 vs 1.31 ms, 1 x 8 x 128 x 128 (2^17 pairs) 0.32 vs 0.33 vs
+  0.44 ms. At head dim 32 SDPA wins (3.2 vs 3.6 ms for 256 x 256: its GEMM micro-kernels), so wider heads
   stay on the paths below. Where the kernel cannot be built (no C compiler) these shapes take the paths below.
 * **Few keys, many queries (M <= 128 and N >= 512: cross-attention on 77 text tokens at 32x32 and up):**
   ``_few_keys``, an explicit path with the heads folded into the batch. PyTorch's fused CPU kernel spends most
@@ -41,8 +44,13 @@ Which path runs (medians on a 2-core AVX-512 CPU, 2 threads, batch 2, 8 heads un
   score tiles sized for the 1 MiB L2 with the row maximum replaced by a Cauchy-Schwarz bound (one pass fewer):
   17.6 ms against SDPA's 20 ms on a lightly loaded machine, but 47-73 ms against 17 ms when other processes share the
   two cores, because each of its ~200 small parallel ops pays for waking the thread pool; computing bf16
-  inputs with float32 SDPA: no better than bf16 SDPA. Backward passes (training) always use SDPA: an explicit
-  autograd path with a saved probability matrix was 2x slower at 256 and 1024 tokens, head dim 8.
+  inputs with float32 SDPA: no better than bf16 SDPA. Backward passes of these shapes use SDPA's (an explicit
+  autograd path with a saved probability matrix was 2x slower at 256 and 1024 tokens, head dim 8).
+
+Training (forward + backward, 2 threads, SDPA -> native, measured 2026-12-06 on the Zen 1 EPYC): head dim 8,
+batch 32 x 8 heads x 256 x 256 tokens (a training U-Net's 16x16 level) 122 -> 65 ms; 32 x 16 heads x 64 x 64
+19.3 -> 11.0 ms; batch 2 x 8 heads x 1024 x 1024 129 -> 61 ms, x 77 keys 10.9 -> 6.2 ms; head dim 16,
+32 x 4 x 256 x 256: 55 -> 54 ms.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ from unstatic.networks.native_attention import native_attention
 FEW_KEYS = 128  # largest key count for the explicit path (measured crossover: 77-128 wins, 256 loses)
 MANY_QUERIES = 512  # smallest query count for it (256 queries: a tie, 64: SDPA wins by 1.6x)
 NATIVE_MAX_HEAD_DIM = 16  # widest head the C kernel takes: at 32 PyTorch's kernel is faster (module docstring)
-NATIVE_MIN_SCORES = 1 << 16  # fewest query x key pairs it takes: below, the padding and the call cost more
+NATIVE_MIN_PAIRS = 1 << 17  # fewest query x key pairs (all heads) it takes: at 2^17 a tie with SDPA (docstring)
 _BLOCK = 1 << 22  # score elements per block (16 MiB in float32); larger inputs are chunked over queries
 
 
@@ -68,7 +76,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v)
     n, m, d = q.shape[-2], k.shape[-2], q.shape[-1]
-    native = (d <= NATIVE_MAX_HEAD_DIM and v.shape[-1] == d and n * m >= NATIVE_MIN_SCORES
+    pairs = math.prod(q.shape[:-2]) * n * m
+    native = (d <= NATIVE_MAX_HEAD_DIM and v.shape[-1] == d and pairs >= NATIVE_MIN_PAIRS
               and q.dtype != torch.float64)  # it computes in fp32
     if native and (lib := attention_library()) is not None and (out := native_attention(q, k, v, lib)) is not None:
         return out
