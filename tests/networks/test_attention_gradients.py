@@ -112,3 +112,35 @@ def test_without_the_c_kernel_gradients_come_from_sdpa(monkeypatch):
     _, ref_grads = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float64)
     _, grads = _gradients(attention, inputs, grad_out, torch.float32)
     assert not calls and all(_rel_err(g, r) <= TOL for g, r in zip(grads, ref_grads))
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_unet_training_gradients_with_and_without_the_kernel(checkpointing, monkeypatch):
+    """A whole U-Net's parameter gradients, the kernel's attention (recomputed under gradient checkpointing)
+    against PyTorch's: attention over 32 x 32 tokens with 4-wide heads, as training at full resolution runs it."""
+    from unstatic.networks.unet import UNet, UNetConfig
+
+    if attention_library() is None:
+        pytest.skip("the C kernel cannot be built on this machine (no compiler)")
+    config = UNetConfig(
+        in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("AttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "AttnUpBlock2D"),
+        attention_head_dim=4, num_attention_heads=2, cross_attention_dim=None,
+    )
+    gen = torch.Generator().manual_seed(5)
+    x, t = torch.randn(4, 3, 32, 32, generator=gen), torch.tensor([10.0, 200.0, 500.0, 900.0])
+    grads = []
+    for kernel in (True, False):
+        torch.manual_seed(0)
+        model = UNet(config).train()
+        model.gradient_checkpointing = checkpointing
+        with monkeypatch.context() as patch:
+            calls = _spy(patch)
+            if not kernel:
+                patch.setattr(fast_attention, "attention_library", lambda: None)
+            model(x, t).square().mean().backward()
+        assert bool(calls) == kernel
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    scale = max(float(g.abs().max()) for g in grads[1].values())
+    worst = max(float((grads[0][n] - g).abs().max()) for n, g in grads[1].items()) / scale
+    assert worst <= 1e-5
