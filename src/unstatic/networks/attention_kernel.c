@@ -178,7 +178,7 @@ int unstatic_attention(const float *q, const float *kt, const float *vt, float *
 /* The gradients of one block of ROWS queries, from probabilities p recomputed out of the forward pass's row
  * maxima and sums (as FlashAttention does: Dao et al. 2022, Sec. 3.1 and Appendix B.4):
  *   dp = dout v^T,  D_r = dout_r . out_r,  ds = p * (dp - D)   (softmax backward; ds is the gradient of the
- *   natural-unit scores), dv^T += dout^T p... written column by column: dvt[c][j] += sum_r p[r][j] dout[r][c],
+ *   natural-unit scores), and in the transposed layout: dvt[c][j] += sum_r p[r][j] dout[r][c],
  *   dkt[c][j] += sum_r ds[r][j] q[r][c],  dq[r][c] = sum_j ds[r][j] kt[c][j].
  * s holds the block's scores on entry and ds on return; dp is scratch. */
 static void block_backward(const float *restrict q, const float *restrict kt, const float *restrict vt,

@@ -4,8 +4,8 @@
 ``[..., N, d]`` queries and ``[..., M, d]`` keys/values in float32 whatever the input dtype, and rounds the
 result once to it. When a gradient is needed it runs as an autograd function: the forward pass also keeps each
 query row's score maximum and 1 / sum of exponentials, and the backward pass recomputes the probabilities from
-them instead of storing the ``N x M`` matrix (Dao et al. 2022, "FlashAttention", Sec. 3.1, Appendix B.4), so it
-needs the same memory as PyTorch's fused kernel. With ``P = softmax(Z)``, ``Z = q k^T / sqrt(d)``:
+them instead of storing the ``N x M`` matrix (Dao et al. 2022, "FlashAttention", Sec. 3.1, Appendix B.4): it
+keeps float32 copies of q, k, v and the output plus two numbers per query row. With ``P = softmax(Z)``, ``Z = q k^T / sqrt(d)``:
 
     dV = P^T dO,   dP = dO V^T,   D_i = dO_i . O_i,   dZ = P * (dP - D),   dQ = dZ K / sqrt(d),   dK = dZ^T Q / sqrt(d)
 
