@@ -108,9 +108,11 @@ class FeedForward(nn.Module):
         self.net = nn.ModuleList([_ACTIVATIONS[activation_fn](dim, inner), nn.Dropout(dropout), nn.Linear(inner, dim_out or dim)])
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():  # autograd keeps every chunk's activations anyway
+            return self._layers(x)
         rows = max(1, FEED_FORWARD_CHUNK_BYTES // (2 * self.net[-1].in_features * x.element_size()))
         tokens = x.shape[:-1].numel()
-        if torch.is_grad_enabled() or tokens <= rows:  # autograd keeps every chunk's activations anyway
+        if tokens <= rows:
             return self._layers(x)
         # Without autograd, the wide hidden activations (``mult`` x the width, twice that before GEGLU's gate) are
         # made for one chunk of tokens at a time: SD 1.5 at 1024 px (2 x 16,384 tokens) would need 640 MiB for

@@ -5,7 +5,8 @@
 result once to it. When a gradient is needed it runs as an autograd function: the forward pass also keeps each
 query row's score maximum and 1 / sum of exponentials, and the backward pass recomputes the probabilities from
 them instead of storing the ``N x M`` matrix (Dao et al. 2022, "FlashAttention", Sec. 3.1, Appendix B.4): it
-keeps float32 copies of q, k, v and the output plus two numbers per query row. With ``P = softmax(Z)``, ``Z = q k^T / sqrt(d)``:
+keeps float32 copies of q, k, v and the output plus two numbers per query row. With ``P = softmax(Z)``,
+``Z = q k^T / sqrt(d)``:
 
     dV = P^T dO,   dP = dO V^T,   D_i = dO_i . O_i,   dZ = P * (dP - D),   dQ = dZ K / sqrt(d),   dK = dZ^T Q / sqrt(d)
 
@@ -67,9 +68,12 @@ class _Layout:
         return x[:, : self.d, : self.m].transpose(1, 2).to(dtype).reshape(shape)
 
 
-def _forward(lib: ctypes.CDLL, layout: _Layout, qs: Tensor, kt: Tensor, vt: Tensor, stats: bool):
-    """The kernel's output ``[g, n_pad, d_pad]`` and, with ``stats``, the row maxima and inverse sums; ``None``
-    when its scratch memory could not be allocated."""
+def _forward(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL, stats: bool):
+    """``(layout, (qs, kt, vt), (out, row_max, row_inv_sum))``: the inputs in the kernel's layout, its output
+    ``[g, n_pad, d_pad]`` and, with ``stats``, the row maxima and inverse sums (else ``None``); the last item is
+    ``None`` when the kernel could not allocate its scratch memory."""
+    layout = _Layout.of(q, k, lib)
+    qs, kt, vt = layout.rows(q, LOG2E / math.sqrt(layout.d)), layout.columns(k), layout.columns(v)
     out = torch.empty(layout.g, layout.n_pad, layout.d_pad)
     row_max = torch.empty(layout.g, layout.n_pad) if stats else None
     row_inv_sum = torch.empty(layout.g, layout.n_pad) if stats else None
@@ -77,7 +81,7 @@ def _forward(lib: ctypes.CDLL, layout: _Layout, qs: Tensor, kt: Tensor, vt: Tens
         qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(),
         row_max.data_ptr() if stats else None, row_inv_sum.data_ptr() if stats else None,
         layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, torch.get_num_threads())
-    return None if failed else (out, row_max, row_inv_sum)
+    return layout, (qs, kt, vt), None if failed else (out, row_max, row_inv_sum)
 
 
 class _NativeAttention(torch.autograd.Function):
@@ -85,9 +89,7 @@ class _NativeAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL) -> Tensor:
-        layout = _Layout.of(q, k, lib)
-        qs, kt, vt = layout.rows(q, LOG2E / math.sqrt(layout.d)), layout.columns(k), layout.columns(v)
-        result = _forward(lib, layout, qs, kt, vt, stats=True)
+        layout, (qs, kt, vt), result = _forward(q, k, v, lib, stats=True)
         if result is None:
             raise MemoryError("the attention kernel could not allocate its scratch rows")
         out, row_max, row_inv_sum = result
@@ -123,7 +125,5 @@ def native_attention(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL) -> Tenso
     not allocate its scratch memory, so the caller can fall back to PyTorch's kernel."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return _NativeAttention.apply(q, k, v, lib)
-    layout = _Layout.of(q, k, lib)
-    result = _forward(lib, layout, layout.rows(q, LOG2E / math.sqrt(layout.d)), layout.columns(k),
-                      layout.columns(v), stats=False)
+    layout, _, result = _forward(q, k, v, lib, stats=False)
     return None if result is None else layout.unrows(result[0], q.shape, q.dtype)
