@@ -10,11 +10,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.training.ddp_worker import train_on_two_processes
 from tests.training.tiny import TINY_AUTOENCODER, TinyImages, tiny_config
 from unstatic.networks.weights import load_model
 from unstatic.training.autoencoder import INITIAL_LOGVAR, autoencoder_loss, build_autoencoder, latent_scale
 from unstatic.training.autoencoder_task import AutoencoderTask
 from unstatic.training.checkpoint import load_checkpoint
+from unstatic.training.metrics import read_metrics
 from unstatic.training.trainer import TrainingError, train
 
 
@@ -144,3 +146,53 @@ def test_bad_settings_are_named(tmp_path):
         tiny_config(tmp_path, 'task = "vae"')
     with pytest.raises(ValueError, match="data.vae trains a diffusion model"):
         ae_config(tmp_path, 'data.vae = "somewhere"')
+
+
+DISCRIMINATOR = ["autoencoder.disc_weight = 0.5", "autoencoder.disc_start = 2", "autoencoder.disc_layers = 2",
+                 "autoencoder.disc_width = 8"]
+
+
+def test_patch_discriminator_joins_at_disc_start_and_resumes_exactly(tmp_path):
+    whole = train(ae_config(tmp_path / "whole", *DISCRIMINATOR), dataset=images(), progress=False)
+    records = read_metrics(whole.output_dir / "metrics.jsonl")
+    assert ["disc_loss" in r for r in records] == [False, False, True, True, True, True]  # steps 3-6 are adversarial
+    assert all(r["adversarial_weight"] > 0 and math.isfinite(r["disc_loss"]) for r in records[2:])
+    assert sorted(p.name for p in whole.model_dir.iterdir()) == ["config.json", "model.safetensors"]  # the VAE alone
+
+    config = ae_config(tmp_path / "resumed", *DISCRIMINATOR)
+    assert train(config, dataset=images(), progress=False, stop_after=3).step == 3
+    resumed = train(config, dataset=images(), progress=False)
+    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
+    for part in ("model", "ema", "adversary"):
+        assert all(torch.equal(a[0][part][k], b[0][part][k]) for k in a[0][part]), part
+    moments = [(s["exp_avg"], t["exp_avg"]) for s, t in zip(a[1]["adversary_optimizer"]["state"].values(),
+                                                             b[1]["adversary_optimizer"]["state"].values())]
+    assert moments and all(torch.equal(s, t) for s, t in moments)
+
+
+def test_two_ranks_train_the_discriminator_as_one_process(tmp_path):
+    """The adaptive weight uses the gradients of the global batch and the discriminator's gradients are averaged
+    over the ranks, so torchrun with 2 x batch 2 ends where one process with batch 4 does."""
+    overrides = [*DISCRIMINATOR, "steps = 4", "autoencoder.disc_start = 1"]
+    train_on_two_processes(tmp_path / "two", *TINY_AUTOENCODER, *overrides)
+    one = train(ae_config(tmp_path / "one", *overrides), dataset=images(), progress=False)
+    two = tmp_path / "two" / "checkpoints" / "step-00000004"
+    start = train(ae_config(tmp_path / "zero", *overrides, "steps = 1", "optim.lr = 0"), dataset=images(),
+                  progress=False)
+    for part in ("model", "adversary"):
+        trained, other, initial = (load_checkpoint(path)[0][part] for path in (one.checkpoint, two, start.checkpoint))
+        difference = sum((trained[k] - other[k]).double().square().sum() for k in trained) ** 0.5
+        update = sum((trained[k] - initial[k]).double().square().sum() for k in trained) ** 0.5
+        assert update > 0 and difference / update < 1e-3, part
+    weights = [r["adversarial_weight"] for r in read_metrics(tmp_path / "two" / "metrics.jsonl")[1:]]
+    assert weights == pytest.approx([r["adversarial_weight"] for r in read_metrics(one.output_dir / "metrics.jsonl")[1:]],
+                                    rel=1e-4)
+
+
+def test_discriminator_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="disc_layers = 3 needs images \\(or crops\\) of at least 24 pixels, these are 16"):
+        AutoencoderTask(ae_config(tmp_path, *DISCRIMINATOR, "autoencoder.disc_layers = 3"), images(),
+                        torch.device("cpu"), progress=False)
+    with pytest.raises(ValueError, match="disc_start and disc_weight not negative"):
+        AutoencoderTask(ae_config(tmp_path, *DISCRIMINATOR, "autoencoder.disc_start = -1"), images(),
+                        torch.device("cpu"), progress=False)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.training.ddp_worker import train_on_two_processes
 from tests.training.tiny import TINY_UNET, TinyImages, tiny_config
 from unstatic.models import load_diffusion_model
 from unstatic.sampling.from_model import sample_model
@@ -20,8 +16,6 @@ from unstatic.training.batches import BatchStream
 from unstatic.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from unstatic.training.metrics import read_metrics
 from unstatic.training.trainer import TrainingError, train
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -174,22 +168,12 @@ def test_bf16_and_gradient_accumulation_train(tmp_path):
     assert records[-1]["images_per_s"] > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
     """torchrun with 2 gloo processes of batch 2 vs one process of batch 4: the same data, noise and update.
     Dropout is off (each process draws its own dropout masks). Differences come only from the order of
     float sums in the gradient all-reduce, amplified a little by Adam's normalisation."""
     overrides = ["model.dropout=0.0", "steps=4"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               str(REPO / "tests/training/ddp_worker.py"), str(tmp_path / "two"), *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_on_two_processes(tmp_path / "two", *overrides)
     one = train(tiny_config(tmp_path / "one", *overrides), dataset=TinyImages(), progress=False)
     trained = load_checkpoint(one.checkpoint)[0]["model"]
     two = load_checkpoint(tmp_path / "two" / "checkpoints" / "step-00000004")[0]["model"]

@@ -25,6 +25,7 @@ from unstatic.training.autoencoder import (
 )
 from unstatic.training.batches import seed_weight_init
 from unstatic.training.config import TrainConfig
+from unstatic.training.discriminator import Adversary, minimum_side
 from unstatic.training.metrics import write_atomically
 from unstatic.training.previews import save_grid
 
@@ -45,9 +46,24 @@ class AutoencoderTask:
             raise ValueError(f"autoencoder.ssim_weight needs windows of at least {SSIM_WINDOW} pixels (autoencoder.crop "
                              f"or the image side); set it to 0 or use larger images")
         self.forward_module = Reconstruction(self.network)
+        self.adversary = self._adversary(config, image.shape[0], crop or image.shape[-1])
 
-    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator, rows: slice, world: int) -> Tensor:
-        """This rank's ``rows`` of the global batch; the posterior draws come from ``generator`` for every rank."""
+    def _adversary(self, config: TrainConfig, channels: int, side: int) -> Adversary | None:
+        settings = config.autoencoder
+        if not settings.disc_weight:
+            return None
+        if settings.disc_layers < 1 or settings.disc_width < 1 or settings.disc_start < 0 or settings.disc_weight < 0:
+            raise ValueError("autoencoder.disc_layers and disc_width must be at least 1, disc_start and disc_weight "
+                             "not negative")
+        if side < minimum_side(settings.disc_layers):
+            raise ValueError(f"autoencoder.disc_layers = {settings.disc_layers} needs images (or crops) of at least "
+                             f"{minimum_side(settings.disc_layers)} pixels, these are {side}: use fewer layers")
+        return Adversary(channels, settings, config.optim.lr, self.device)
+
+    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator, rows: slice, world: int,
+             step: int = 0) -> Tensor:
+        """This rank's ``rows`` of the global batch; the posterior draws come from ``generator`` for every rank.
+        From ``autoencoder.disc_start`` on, plus the adaptively weighted adversarial term."""
         x = batch["image"].to(self.device)
         cfg, crop = self.network.config, self.config.autoencoder.crop
         count = x.shape[0] * world
@@ -58,7 +74,11 @@ class AutoencoderTask:
         eps = torch.randn((count, cfg.latent_channels, x.shape[-2] // factor, x.shape[-1] // factor), generator=generator)
         eps = eps[rows].to(self.device)
         reconstruction, mean, logvar = model(x, eps)
-        return autoencoder_loss(x, reconstruction, mean, logvar, self.config.autoencoder)
+        loss = autoencoder_loss(x, reconstruction, mean, logvar, self.config.autoencoder)
+        if self.adversary is not None:
+            last_layer = self.network.decoder.conv_out.weight
+            loss = loss + self.adversary.generator_term(x, reconstruction, loss, last_layer, step)
+        return loss
 
     def initial_weights(self, folder: Path) -> dict[str, Tensor]:
         try:

@@ -77,7 +77,11 @@ class AutoencoderConfig:
     ``scaling_factor`` to 1 / their latents' standard deviation (LDM, Sec. 4.3.2). ``crop`` trains on random
     ``crop`` x ``crop`` windows of the images (0: whole images), as LDM trains its autoencoders on 256-pixel crops
     and applies them to larger images: a convolutional autoencoder (``mid_block_add_attention = false``) computes
-    the same function on a crop as inside the whole image, at a fraction of the cost."""
+    the same function on a crop as inside the whole image, at a fraction of the cost.
+
+    ``disc_weight`` > 0 adds LDM's patch discriminator from step ``disc_start`` on (``training/discriminator.py``):
+    ``disc_layers`` strided 4x4 convolutions starting ``disc_width`` wide (LDM: weight 0.5, 3 layers, 64 wide,
+    start 50,001 for SD's VAE); the images (or crops) must be at least ``3 * 2^disc_layers`` pixels wide."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
@@ -90,6 +94,10 @@ class AutoencoderConfig:
     kl_weight: float = 1e-6
     scale_images: int = 256
     crop: int = 0
+    disc_weight: float = 0.0
+    disc_start: int = 5000
+    disc_width: int = 64
+    disc_layers: int = 3
 
 
 @dataclass(frozen=True)

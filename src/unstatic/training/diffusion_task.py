@@ -31,6 +31,8 @@ from unstatic.training.setup import build_network, build_spec
 class DiffusionTask:
     """The trainable network (``network``, also the module compiled and wrapped for DDP) and the task's hooks."""
 
+    adversary = None  # no second network (the autoencoder task may have a discriminator)
+
     def __init__(self, config: TrainConfig, dataset: Dataset, device: torch.device, progress: bool) -> None:
         self.config, self.device = config, device
         self.vae = None
@@ -55,9 +57,11 @@ class DiffusionTask:
     def forward_module(self) -> nn.Module:
         return self.network
 
-    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator, rows: slice, world: int) -> Tensor:
+    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator, rows: slice, world: int,
+             step: int = 0) -> Tensor:
         """The denoising loss of this rank's ``rows`` of a global batch whose randomness comes from ``generator``
-        (drawn for all ``world`` ranks, so W processes compute what one process with the whole batch would)."""
+        (drawn for all ``world`` ranks, so W processes compute what one process with the whole batch would).
+        The same at every optimizer ``step``."""
         config, device = self.config, self.device
         x0 = batch["image"].to(device)
         shape = (x0.shape[0] * world, *x0.shape[1:])

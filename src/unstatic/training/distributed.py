@@ -65,3 +65,12 @@ def all_sum(values: list[float], runtime: Runtime) -> list[float]:
 def barrier(runtime: Runtime) -> None:
     if runtime.distributed:
         dist.barrier()
+
+
+def average_over_processes_(tensor: torch.Tensor) -> torch.Tensor:
+    """Replace ``tensor`` by its mean over the processes of the group (in place; nothing to do on one process).
+    For values that DistributedDataParallel does not reduce, e.g. a second network's gradients."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
+    return tensor

@@ -22,12 +22,16 @@ class TrainingMonitor:
     def _reset(self, step: int) -> None:
         self._losses: list[float] = []
         self._grad_norms: list[float] = []
+        self._extra: dict[str, list[float]] = {}
         self._since, self._since_step = time.perf_counter(), step
 
-    def record(self, step: int, loss: float, lr: float, grad_norm: float) -> None:
+    def record(self, step: int, loss: float, lr: float, grad_norm: float, extra: dict[str, float] | None = None) -> None:
+        """``extra``: a task's own metrics of the step (e.g. the discriminator's loss), logged as interval means."""
         self.progress.update(step, loss)
         self._losses.append(loss)
         self._grad_norms.append(grad_norm)
+        for name, value in (extra or {}).items():
+            self._extra.setdefault(name, []).append(value)
         if step % self.config.log_every == 0 or step == self.config.steps:
             self.flush(step, lr)
 
@@ -41,6 +45,7 @@ class TrainingMonitor:
                 step, loss=sum(self._losses) / len(self._losses), lr=lr,
                 grad_norm=sum(self._grad_norms) / len(self._grad_norms), steps_per_s=steps_per_s,
                 images_per_s=steps_per_s * self.config.batch_size * self.config.grad_accum,
+                **{name: sum(values) / len(values) for name, values in self._extra.items()},
             )
         self._reset(step)
 

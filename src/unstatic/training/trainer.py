@@ -1,7 +1,8 @@
 """The training loop: one function, :func:`train`, the same on a laptop CPU and under ``torchrun``, for every task:
 a diffusion model (:mod:`.diffusion_task`, in pixel or latent space) or the autoencoder of latent diffusion
 (:mod:`.autoencoder_task`). A task provides the network, the loss of a batch, the exported folder and the
-previews; the loop owns the optimizer, EMA, checkpoints, resume, stopping and distribution.
+previews, and may bring an adversary (the autoencoder's patch discriminator) that the loop steps and checkpoints
+beside the network; the loop owns the optimizer, EMA, checkpoints, resume, stopping and distribution.
 
 Everything random in a step (noise levels, noise, condition dropout) is drawn from a generator seeded by
 ``(seed, micro-batch number)`` for the whole global batch, and every process takes its slice; the data order
@@ -151,13 +152,23 @@ class _Run:
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
         )
+        self.adversary = self.task.adversary  # None, or a second network with its own optimizer (a discriminator)
         self.step = 0
 
     # -- state ------------------------------------------------------------------------------------------
 
     def _state(self) -> dict:
-        return {"step": self.step, "ema_updates": self.ema.updates, "optimizer": self.optimizer.state_dict(),
-                "rng": ckpt.rng_state(), "samples_seen": self.step * self.config.grad_accum * self.config.batch_size}
+        state = {"step": self.step, "ema_updates": self.ema.updates, "optimizer": self.optimizer.state_dict(),
+                 "rng": ckpt.rng_state(), "samples_seen": self.step * self.config.grad_accum * self.config.batch_size}
+        if self.adversary is not None:
+            state["adversary_optimizer"] = self.adversary.state()[1]
+        return state
+
+    def _weights(self) -> dict:
+        weights = {"model": self.network.state_dict(), "ema": self.ema.state_dict()}
+        if self.adversary is not None:
+            weights["adversary"] = self.adversary.state()[0]
+        return weights
 
     def _restore(self, path: Path) -> None:
         weights, state, saved_config = ckpt.load_checkpoint(path)
@@ -165,6 +176,8 @@ class _Run:
         self.network.load_state_dict(weights["model"])
         self.ema.load_state_dict(weights["ema"], state["ema_updates"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.adversary is not None:
+            self.adversary.restore(weights["adversary"], state["adversary_optimizer"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
 
@@ -184,8 +197,7 @@ class _Run:
     def _save(self) -> Path | None:
         path = None
         if self.runtime.is_main:
-            weights = {"model": self.network.state_dict(), "ema": self.ema.state_dict()}
-            path = ckpt.save_checkpoint(self.checkpoints, self.step, weights, self._state(), self.config.to_dict(),
+            path = ckpt.save_checkpoint(self.checkpoints, self.step, self._weights(), self._state(), self.config.to_dict(),
                                         self.config.keep_checkpoints)
             self._export()
         barrier(self.runtime)
@@ -207,15 +219,17 @@ class _Run:
 
     # -- one optimizer step ------------------------------------------------------------------------------
 
+    def _autocast(self):
+        return torch.autocast(self.runtime.device.type, torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _micro_step(self, model, batch: dict, number: int, scale: float) -> float:
         config, runtime = self.config, self.runtime
         local = batch["image"].shape[0]
         # Random draws for the global batch, this rank's rows taken: identical to one process with the whole batch.
         generator = torch.Generator().manual_seed(derive_seed(config.seed, number))
         rows = slice(runtime.rank * local, (runtime.rank + 1) * local)
-        autocast = torch.autocast(runtime.device.type, torch.bfloat16, enabled=config.precision == "bf16")
-        with autocast:
-            loss = self.task.loss(model, batch, generator, rows, runtime.world)
+        with self._autocast():
+            loss = self.task.loss(model, batch, generator, rows, runtime.world, self.step)
         (loss * scale).backward()
         return float(loss.detach())
 
@@ -253,9 +267,9 @@ class _Run:
         started = time.monotonic()
         with _StopRequest() as stop_request, monitor:
             while self.step < config.steps:
-                loss, grad_norm = self._optimizer_step(model, batches)
+                loss, grad_norm, extra = self._optimizer_step(model, batches)
                 self.step += 1
-                monitor.record(self.step, loss, self.optimizer.param_groups[0]["lr"], grad_norm)
+                monitor.record(self.step, loss, self.optimizer.param_groups[0]["lr"], grad_norm, extra)
                 out_of_time = 0 < config.time_limit_minutes * 60 <= time.monotonic() - started
                 asked = stop_request.requested or (stop_after is not None and self.step >= stop_after)
                 # Every process must stop at the same step: agree on the flags.
@@ -273,7 +287,7 @@ class _Run:
                     break
         return TrainResult(self.output, self.output / "model", self.step, last_checkpoint, reason)
 
-    def _optimizer_step(self, model, batches) -> tuple[float, float]:
+    def _optimizer_step(self, model, batches) -> tuple[float, float, dict[str, float]]:
         config, runtime = self.config, self.runtime
         lr = learning_rate(self.step, config.steps, config.optim.lr, config.optim.warmup_steps,
                            config.optim.lr_schedule, config.optim.min_lr_ratio)
@@ -301,4 +315,9 @@ class _Run:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.network)
-        return loss, grad_norm
+        extra = {}
+        if self.adversary is not None:
+            with self._autocast(), _explain_out_of_memory(config, self.step + 1, config.batch_size // runtime.world):
+                extra = self.adversary.step()
+            extra = dict(zip(extra, (v / runtime.world for v in all_sum(list(extra.values()), runtime))))
+        return loss, grad_norm, extra
