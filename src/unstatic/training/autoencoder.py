@@ -9,7 +9,8 @@ The loss of an image ``x`` with posterior ``q(z | x) = N(mu, sigma^2)`` and reco
 with the first two averaged over the ``n`` pixel values and the KL summed over the latent, so ``kl_w`` keeps LDM's
 meaning (its reconstruction term is a sum over pixels beside ``1e-6 KL``). SSIM (Wang et al. 2004) stands in for
 LDM's LPIPS perceptual loss, whose VGG weights cannot be had offline; it rewards edges and local contrast, which an
-L1 loss alone blurs. LDM's patch discriminator is not used (see docs/latent_diffusion.md).
+L1 loss alone blurs. LDM's patch discriminator is optional (``autoencoder.disc_weight``,
+:mod:`unstatic.training.discriminator`).
 
 The diffusion model then works on ``z * scaling_factor``, with the factor set from data to make the latents'
 standard deviation 1 (LDM Sec. 4.3.2: "we rescale the latents by the component-wise standard deviation").
