@@ -9,7 +9,8 @@
  *   q   [G, Np, d]   queries, already multiplied by log2(e)/sqrt(d): the scores come out in log2 units and the
  *                    exponential is exp2 (the same softmax, Eq. 1, in base 2)
  *   kt  [G, d, Mp]   keys, transposed;  vt [G, d, Mp]   values, transposed (rows of Mp key positions)
- *   out [G, Np, d]
+ *   out [G, Np, d], or with heads > 1 [G / heads, Np, heads, d]: the layout the attention's output projection
+ *                    reads ([batch, tokens, heads * d]), written in place of a transposing copy afterwards
  * Np is a multiple of ROWS, Mp of 2 * VL and d of 2; key positions M..Mp-1 are padding (zeros in kt and vt).
  *
  * Why it beats PyTorch's fused CPU kernel on the narrow heads of diffusion U-Nets (head dim up to 16): ROWS queries
@@ -115,9 +116,9 @@ static float exp2_row(float *restrict s, float max, long Mp)
 }
 
 /* out[r][c] = inv_sum[r] * sum_j p[r][j] vt[c][j] for ROWS rows of unnormalised probabilities p, two value
- * channels at a time (each probability load then feeds two multiply-adds). */
+ * channels at a time (each probability load then feeds two multiply-adds); out's rows are out_stride apart. */
 static void values(const float *restrict p, const float *restrict vt, const float *restrict inv_sum,
-                   float *restrict out, long d, long Mp)
+                   float *restrict out, long d, long Mp, long out_stride)
 {
     for (long c = 0; c < d; c += 2) {
         const float *restrict v0 = vt + c * Mp, *restrict v1 = v0 + Mp;
@@ -131,8 +132,8 @@ static void values(const float *restrict p, const float *restrict vt, const floa
             }
         }
         for (int r = 0; r < ROWS; ++r) {
-            out[r * d + c] = hsum(acc[r][0]) * inv_sum[r];
-            out[r * d + c + 1] = hsum(acc[r][1]) * inv_sum[r];
+            out[r * out_stride + c] = hsum(acc[r][0]) * inv_sum[r];
+            out[r * out_stride + c + 1] = hsum(acc[r][1]) * inv_sum[r];
         }
     }
 }
@@ -144,10 +145,12 @@ int unstatic_attention_keys(void) { return 2 * VL; }
 
 /* Returns 0, or 1 when a thread's scratch buffer could not be allocated (the caller then falls back).
  * row_max and row_inv_sum ([G, Np]) may be NULL; where given they receive each query row's score maximum and
- * 1 / its sum of exponentials, which the backward pass needs to recompute the probabilities. */
+ * 1 / its sum of exponentials, which the backward pass needs to recompute the probabilities. heads: 1 for out
+ * [G, Np, d], else the number of heads folded into G (batch-major) for out [G / heads, Np, heads, d]. */
 int unstatic_attention(const float *q, const float *kt, const float *vt, float *out, float *row_max,
-                       float *row_inv_sum, long G, long Np, long M, long Mp, long d, int threads)
+                       float *row_inv_sum, long G, long Np, long M, long Mp, long d, long heads, int threads)
 {
+    const long out_stride = heads * d; /* between one query's output row and the next */
     const long blocks = Np / ROWS;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
@@ -163,7 +166,8 @@ int unstatic_attention(const float *q, const float *kt, const float *vt, float *
             scores(q + (g * Np + n0) * d, kt + g * d * Mp, s, max, d, M, Mp);
             for (int r = 0; r < ROWS; ++r)
                 inv_sum[r] = exp2_row(s + r * Mp, max[r], Mp);
-            values(s, vt + g * d * Mp, inv_sum, out + (g * Np + n0) * d, d, Mp);
+            float *o = out + ((g / heads) * Np + n0) * out_stride + (g % heads) * d;
+            values(s, vt + g * d * Mp, inv_sum, o, d, Mp, out_stride);
             if (row_max != NULL)
                 for (int r = 0; r < ROWS; ++r) {
                     row_max[g * Np + n0 + r] = max[r];
@@ -212,7 +216,7 @@ static void block_backward(const float *restrict q, const float *restrict kt, co
             store(dkt + c * Mp + j, dk);
         }
     }
-    values(s, kt, ones, dq, d, Mp);
+    values(s, kt, ones, dq, d, Mp, d);
 }
 
 /* The backward pass of unstatic_attention, in its layout: dq [G, Np, d] and dkt, dvt [G, d, Mp], which the

@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 LOG2E = math.log2(math.e)
@@ -47,17 +46,26 @@ class _Layout:
         return _Layout(math.prod(q.shape[:-2]), n, m, d, -(-n // rows) * rows, -(-m // keys) * keys, d + d % 2)
 
     def rows(self, x: Tensor, scale: float = 1.0) -> Tensor:
-        """``[..., n, d]`` -> float32 ``[g, n_pad, d_pad]``, zero-padded (contiguous: the kernel's row layout)."""
-        x = (x.reshape(self.g, self.n, self.d).float() * scale).contiguous()
-        if (self.n_pad, self.d_pad) != (self.n, self.d):
-            x = F.pad(x, (0, self.d_pad - self.d, 0, self.n_pad - self.n))
-        return x
+        """``[..., n, d]`` -> float32 ``[g, n_pad, d_pad]``, zero-padded (contiguous: the kernel's row layout).
+        One pass over ``x`` whatever its strides (the heads of a projection's output are a transposed view)."""
+        padded = (self.n_pad, self.d_pad) != (self.n, self.d)
+        out = (torch.zeros if padded else torch.empty)(*x.shape[:-2], self.n_pad, self.d_pad)
+        inside = out[..., : self.n, : self.d]
+        if x.dtype == torch.float32 and scale != 1.0:
+            torch.mul(x, scale, out=inside)
+        else:  # copy first: a 16-bit product would be rounded before it reaches float32
+            inside.copy_(x)
+            if scale != 1.0:
+                inside.mul_(scale)
+        return out.view(self.g, self.n_pad, self.d_pad)
 
     def columns(self, x: Tensor) -> Tensor:
-        """``[..., m, d]`` -> float32 ``[g, d_pad, m_pad]``, transposed and zero-padded: key positions along rows."""
-        out = torch.zeros(self.g, self.d_pad, self.m_pad)
-        out[:, : self.d, : self.m] = x.reshape(self.g, self.m, self.d).transpose(1, 2)
-        return out
+        """``[..., m, d]`` -> float32 ``[g, d_pad, m_pad]``, transposed and zero-padded: key positions along rows.
+        One strided copy."""
+        padded = (self.m_pad, self.d_pad) != (self.m, self.d)
+        out = (torch.zeros if padded else torch.empty)(*x.shape[:-2], self.d_pad, self.m_pad)
+        out[..., : self.d, : self.m].copy_(x.transpose(-1, -2))
+        return out.view(self.g, self.d_pad, self.m_pad)
 
     def unrows(self, x: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
         """The inverse of :meth:`rows`: the unpadded ``[..., n, d]`` in ``dtype``."""
@@ -80,8 +88,22 @@ def _forward(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL, stats: bool):
     failed = lib.unstatic_attention(
         qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(),
         row_max.data_ptr() if stats else None, row_inv_sum.data_ptr() if stats else None,
-        layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, torch.get_num_threads())
+        layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, 1, torch.get_num_threads())
     return layout, (qs, kt, vt), None if failed else (out, row_max, row_inv_sum)
+
+
+def _forward_heads_last(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL) -> Tensor | None:
+    """Inference on ``[b, heads, n, d]`` queries: the kernel writes its output as ``[b, n, heads, d]`` (returned
+    as a ``[b, heads, n, d]`` view of it), the layout the output projection reads after the caller's
+    ``transpose(1, 2).flatten(2)``, which is then free instead of a copy. ``None`` as :func:`_forward`."""
+    layout = _Layout.of(q, k, lib)
+    b, heads = q.shape[0], q.shape[1]
+    qs, kt, vt = layout.rows(q, LOG2E / math.sqrt(layout.d)), layout.columns(k), layout.columns(v)
+    out = torch.empty(b, layout.n_pad, heads, layout.d_pad)
+    failed = lib.unstatic_attention(qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(), None, None,
+                                    layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, heads,
+                                    torch.get_num_threads())
+    return None if failed else out[:, : layout.n, :, : layout.d].transpose(1, 2).to(q.dtype)
 
 
 class _NativeAttention(torch.autograd.Function):
@@ -125,5 +147,7 @@ def native_attention(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL) -> Tenso
     not allocate its scratch memory, so the caller can fall back to PyTorch's kernel."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return _NativeAttention.apply(q, k, v, lib)
+    if q.ndim == 4:
+        return _forward_heads_last(q, k, v, lib)
     layout, _, result = _forward(q, k, v, lib, stats=False)
     return None if result is None else layout.unrows(result[0], q.shape, q.dtype)
