@@ -25,6 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from unstatic.cpu_features import warn_if_bf16_is_emulated
 from unstatic.data.registry import build_dataset
 from unstatic.networks.weights import check_state_dict, strip_type_and_version
 from unstatic.training import checkpoint as ckpt
@@ -134,6 +135,8 @@ def train(
 class _Run:
     def __init__(self, config: TrainConfig, runtime: Runtime, progress: bool, dataset: Dataset | None) -> None:
         self.config, self.runtime, self.show_progress = config, runtime, progress
+        if config.precision == "bf16":
+            warn_if_bf16_is_emulated(runtime.device, 'training with precision = "bf16"')
         self.output = Path(config.output_dir)
         self.checkpoints = self.output / "checkpoints"
         if dataset is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unstatic.cpu_features import warn_if_bf16_is_emulated
 from unstatic.models.folder import (
     SPEC_NAME,
     DiffusionModel,
@@ -81,6 +82,8 @@ def load_any_model(
     tokenizer folder for single files that carry none."""
     path = Path(path)
     kind = model_format(path)
+    if dtype == torch.bfloat16:
+        warn_if_bf16_is_emulated(device or "cpu", f"the model {path.name}")
     vae_model = load_vae(vae, dtype=dtype, device=device) if vae is not None else None
     if kind == "single-file":
         model = load_single_file(path, vae=vae_model, prediction=prediction, tokenizer=tokenizer, dtype=dtype, device=device)

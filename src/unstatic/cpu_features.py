@@ -1,0 +1,49 @@
+"""What this CPU can do natively, where it changes what a user should choose.
+
+bfloat16 is the case that matters: with AVX-512 BF16 or AMX (x86) or the BF16 extension (Arm), PyTorch's bf16
+convolutions and matrix products run about twice as fast as float32; without them every bf16 operation is
+converted to float32 and back, and runs several times *slower* than float32 (measured on a 2-core AMD EPYC with
+AVX2 only: an SD 1.5-shaped U-Net step 7x slower, a training step 10x slower; benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import warnings
+
+import torch
+
+_X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), ``None`` where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+@functools.cache
+def native_bf16() -> bool | None:
+    """Whether the CPU computes bfloat16 natively; ``None`` when it cannot be told (not Linux)."""
+    flags = _cpu_flags()
+    if flags is None:
+        return None
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "bf16" in flags
+    return any(flag in flags for flag in _X86_BF16_FLAGS)
+
+
+def warn_if_bf16_is_emulated(device: torch.device | str, what: str) -> bool:
+    """Warn (and return True) when ``what`` is about to run in bf16 on a CPU without bf16 instructions."""
+    if torch.device(device).type != "cpu" or native_bf16() is not False:
+        return False
+    warnings.warn(f"{what} runs in bf16, but this CPU has no bf16 instructions: PyTorch emulates them, several "
+                  "times slower than float32 here. Use float32 (fp32) on this machine.", stacklevel=3)
+    return True

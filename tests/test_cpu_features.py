@@ -1,0 +1,66 @@
+"""Telling whether the CPU computes bf16 natively, and the warning when a run would emulate it."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tests.training.tiny import TinyImages, tiny_config
+from unstatic import cpu_features
+from unstatic.models import bundled_model_folder
+from unstatic.models.stable_diffusion import load_any_model
+from unstatic.training.trainer import train
+
+
+@pytest.fixture
+def flags(monkeypatch):
+    def set_flags(value, machine="x86_64"):
+        cpu_features.native_bf16.cache_clear()
+        monkeypatch.setattr(cpu_features, "_cpu_flags", lambda: value)
+        monkeypatch.setattr(cpu_features.platform, "machine", lambda: machine)
+
+    yield set_flags
+    cpu_features.native_bf16.cache_clear()
+
+
+def test_native_bf16_from_the_cpu_flags(flags):
+    flags({"sse2", "avx2", "fma"})
+    assert cpu_features.native_bf16() is False
+    flags({"avx2", "avx512f", "avx512_bf16"})
+    assert cpu_features.native_bf16() is True
+    flags({"avx2", "amx_bf16", "amx_tile"})
+    assert cpu_features.native_bf16() is True
+    flags({"fp", "asimd", "bf16"}, machine="aarch64")
+    assert cpu_features.native_bf16() is True
+    flags({"fp", "asimd"}, machine="aarch64")
+    assert cpu_features.native_bf16() is False
+    flags(None)
+    assert cpu_features.native_bf16() is None  # unknown: no warning either
+
+
+def test_warns_only_for_emulated_bf16_on_the_cpu(flags):
+    flags({"avx2"})
+    with pytest.warns(UserWarning, match="this CPU has no bf16 instructions"):
+        assert cpu_features.warn_if_bf16_is_emulated("cpu", "sampling")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not cpu_features.warn_if_bf16_is_emulated("cuda", "sampling")
+        flags({"avx512_bf16"})
+        assert not cpu_features.warn_if_bf16_is_emulated("cpu", "sampling")
+        flags(None)
+        assert not cpu_features.warn_if_bf16_is_emulated("cpu", "sampling")
+
+
+def test_bf16_training_on_such_a_cpu_says_so(flags, tmp_path):
+    flags({"avx2"})
+    with pytest.warns(UserWarning, match='training with precision = "bf16" runs in bf16, but this CPU has no bf16'):
+        train(tiny_config(tmp_path, "steps = 1", 'precision = "bf16"'), dataset=TinyImages(), progress=False)
+
+
+def test_loading_a_model_in_bf16_on_such_a_cpu_says_so(flags):
+    flags({"avx2"})
+    with pytest.warns(UserWarning, match="the model shapes-text-32 runs in bf16"):
+        model = load_any_model(bundled_model_folder(), dtype=torch.bfloat16).model
+    assert next(model.network.parameters()).dtype == torch.bfloat16
