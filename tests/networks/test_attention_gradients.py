@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from unstatic.networks import fast_attention
 from unstatic.networks.cpu_kernel import attention_library
 from unstatic.networks.fast_attention import attention
+from unstatic.networks.native_attention import native_attention
 
 TOL = 4e-6
 # (batch, heads, N, M, head_dim): training U-Nets' 16x16 and 8x8 levels, odd sizes that exercise every padding
@@ -102,6 +103,21 @@ def test_non_contiguous_inputs_and_gradients_flow_to_the_projection():
     w32 = weight.clone().requires_grad_()
     loss(attention, w32).backward()
     assert _rel_err(w32.grad, w64.grad) <= TOL
+
+
+def test_heads_folded_into_the_batch_give_the_same_values_and_gradients():
+    """3-D inputs ([batch x heads, N, d], one head per row of the kernel's heads-last layout) and the 4-D ones."""
+    lib = attention_library()
+    if lib is None:
+        pytest.skip("no C compiler for the attention kernel")
+    inputs = _inputs(2, 4, 37, 45, 6, seed=5)  # padded n, m and d
+    grad_out = torch.randn_like(inputs[0])
+    out4, grads4 = _gradients(lambda q, k, v: native_attention(q, k, v, lib), inputs, grad_out, torch.float32)
+    out3, grads3 = _gradients(lambda q, k, v: native_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), lib),
+                              inputs, grad_out.flatten(0, 1), torch.float32)
+    assert torch.equal(out3, out4.flatten(0, 1)) and all(torch.equal(a, b) for a, b in zip(grads3, grads4))
+    _, ref = _gradients(F.scaled_dot_product_attention, inputs, grad_out, torch.float64)
+    assert all(_rel_err(g, r) <= TOL for g, r in zip(grads4, ref))
 
 
 def test_without_the_c_kernel_gradients_come_from_sdpa(monkeypatch):

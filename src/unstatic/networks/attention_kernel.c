@@ -67,10 +67,10 @@ static inline vf exp2_nonpositive(vf x)
     return p * (vf)(biased << 23);
 }
 
-/* Scores of ROWS queries against all Mp keys, s[r][j] = sum_c q[r][c] kt[c][j], and each row's maximum over
- * the M real keys (taken while the scores are still in registers). */
+/* Scores of ROWS queries (rows q_stride apart) against all Mp keys, s[r][j] = sum_c q[r][c] kt[c][j], and each
+ * row's maximum over the M real keys (taken while the scores are still in registers). */
 static void scores(const float *restrict q, const float *restrict kt, float *restrict s, float *restrict max,
-                   long d, long M, long Mp)
+                   long d, long M, long Mp, long q_stride)
 {
     vf lane_max[ROWS];
     for (int r = 0; r < ROWS; ++r)
@@ -80,7 +80,7 @@ static void scores(const float *restrict q, const float *restrict kt, float *res
         for (long c = 0; c < d; ++c) {
             const vf k0 = load(kt + c * Mp + j), k1 = load(kt + c * Mp + j + VL);
             for (int r = 0; r < ROWS; ++r) {
-                const vf qrc = splat(q[r * d + c]);
+                const vf qrc = splat(q[r * q_stride + c]);
                 acc[r][0] += qrc * k0;
                 acc[r][1] += qrc * k1;
             }
@@ -163,7 +163,7 @@ int unstatic_attention(const float *q, const float *kt, const float *vt, float *
                 continue;
             const long g = t / blocks, n0 = (t % blocks) * ROWS;
             float max[ROWS], inv_sum[ROWS];
-            scores(q + (g * Np + n0) * d, kt + g * d * Mp, s, max, d, M, Mp);
+            scores(q + (g * Np + n0) * d, kt + g * d * Mp, s, max, d, M, Mp, d);
             for (int r = 0; r < ROWS; ++r)
                 inv_sum[r] = exp2_row(s + r * Mp, max[r], Mp);
             float *o = out + ((g / heads) * Np + n0) * out_stride + (g % heads) * d;
@@ -184,18 +184,20 @@ int unstatic_attention(const float *q, const float *kt, const float *vt, float *
  *   dp = dout v^T,  D_r = dout_r . out_r,  ds = p * (dp - D)   (softmax backward; ds is the gradient of the
  *   natural-unit scores), and in the transposed layout: dvt[c][j] += sum_r p[r][j] dout[r][c],
  *   dkt[c][j] += sum_r ds[r][j] q[r][c],  dq[r][c] = sum_j ds[r][j] kt[c][j].
- * s holds the block's scores on entry and ds on return; dp is scratch. */
+ * s holds the block's scores on entry and ds on return; dp is scratch. The rows of out, dout and dq are
+ * stride apart (q's are d apart). */
 static void block_backward(const float *restrict q, const float *restrict kt, const float *restrict vt,
                            const float *restrict out, const float *restrict dout, const float *restrict max,
                            const float *restrict inv_sum, float *restrict s, float *restrict dp,
-                           float *restrict dq, float *restrict dkt, float *restrict dvt, long d, long M, long Mp)
+                           float *restrict dq, float *restrict dkt, float *restrict dvt, long d, long M, long Mp,
+                           long stride)
 {
     float unused[ROWS], delta[ROWS], ones[ROWS];
-    scores(dout, vt, dp, unused, d, M, Mp);
+    scores(dout, vt, dp, unused, d, M, Mp, stride);
     for (int r = 0; r < ROWS; ++r) {
         float total = 0.0f;
         for (long c = 0; c < d; ++c)
-            total += dout[r * d + c] * out[r * d + c];
+            total += dout[r * stride + c] * out[r * stride + c];
         delta[r] = total;
         ones[r] = 1.0f;
     }
@@ -209,24 +211,26 @@ static void block_backward(const float *restrict q, const float *restrict kt, co
         for (long c = 0; c < d; ++c) {
             vf dv = load(dvt + c * Mp + j), dk = load(dkt + c * Mp + j);
             for (int r = 0; r < ROWS; ++r) {
-                dv += p[r] * dout[r * d + c];
+                dv += p[r] * dout[r * stride + c];
                 dk += ds[r] * q[r * d + c];
             }
             store(dvt + c * Mp + j, dv);
             store(dkt + c * Mp + j, dk);
         }
     }
-    values(s, kt, ones, dq, d, Mp, d);
+    values(s, kt, ones, dq, d, Mp, stride);
 }
 
-/* The backward pass of unstatic_attention, in its layout: dq [G, Np, d] and dkt, dvt [G, d, Mp], which the
- * caller zeroes (they are accumulated). q is the scaled query of the forward pass, so dkt comes out multiplied by
+/* The backward pass of unstatic_attention, in its layout: out, dout and dq as its out (heads as there), dkt,
+ * dvt [G, d, Mp], which the caller zeroes (they are accumulated). q is the scaled query of the forward pass, so dkt comes out multiplied by
  * log2(e) and dq lacks the 1/sqrt(d): the caller rescales. Each thread owns whole heads (g), so the key and value
  * gradients need no synchronisation. Returns 0, or 1 when scratch could not be allocated. */
 int unstatic_attention_backward(const float *q, const float *kt, const float *vt, const float *out,
                                 const float *dout, const float *row_max, const float *row_inv_sum, float *dq,
-                                float *dkt, float *dvt, long G, long Np, long M, long Mp, long d, int threads)
+                                float *dkt, float *dvt, long G, long Np, long M, long Mp, long d, long heads,
+                                int threads)
 {
+    const long stride = heads * d;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
@@ -238,11 +242,12 @@ int unstatic_attention_backward(const float *q, const float *kt, const float *vt
                 continue;
             for (long n0 = 0; n0 < Np; n0 += ROWS) {
                 const long row = g * Np + n0;
+                const long at = ((g / heads) * Np + n0) * stride + (g % heads) * d; /* out, dout, dq */
                 float unused[ROWS];
-                scores(q + row * d, kt + g * d * Mp, s, unused, d, M, Mp);
-                block_backward(q + row * d, kt + g * d * Mp, vt + g * d * Mp, out + row * d, dout + row * d,
-                               row_max + row, row_inv_sum + row, s, dp, dq + row * d, dkt + g * d * Mp,
-                               dvt + g * d * Mp, d, M, Mp);
+                scores(q + row * d, kt + g * d * Mp, s, unused, d, M, Mp, d);
+                block_backward(q + row * d, kt + g * d * Mp, vt + g * d * Mp, out + at, dout + at, row_max + row,
+                               row_inv_sum + row, s, dp, dq + at, dkt + g * d * Mp, dvt + g * d * Mp, d, M, Mp,
+                               stride);
             }
         }
         free(s);

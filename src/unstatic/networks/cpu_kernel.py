@@ -83,5 +83,5 @@ def attention_library() -> ctypes.CDLL | None:
     lib.unstatic_attention.restype = ctypes.c_int
     lib.unstatic_attention.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_long] * 6 + [ctypes.c_int]
     lib.unstatic_attention_backward.restype = ctypes.c_int
-    lib.unstatic_attention_backward.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_long] * 5 + [ctypes.c_int]
+    lib.unstatic_attention_backward.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_long] * 6 + [ctypes.c_int]
     return lib

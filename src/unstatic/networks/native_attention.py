@@ -28,10 +28,17 @@ LOG2E = math.log2(math.e)
 
 @dataclass(frozen=True)
 class _Layout:
-    """Sizes of one call: ``g`` heads (batch x heads folded), ``n``/``m`` queries/keys, ``d`` head dim, and
-    their padded values (queries to the kernel's rows per block, keys to its keys per chunk, ``d`` to even)."""
+    """Sizes of one call: ``g`` heads (batch x heads folded: ``batch`` x ``heads``, ``heads`` = 1 for 3-D
+    inputs), ``n``/``m`` queries/keys, ``d`` head dim, and their padded values (queries to the kernel's rows per
+    block, keys to its keys per chunk, ``d`` to even).
 
-    g: int
+    Query-like tensors (the output and its gradient, the query's gradient) are laid out heads-last,
+    ``[batch, n_pad, heads, d_pad]``: a ``[batch, heads, n, d]`` view of it is what the attention module gets
+    from splitting a projection's ``[batch, n, heads * d]`` output, so the transposes around the kernel are
+    free instead of copies, forward and backward."""
+
+    batch: int
+    heads: int
     n: int
     m: int
     d: int
@@ -42,8 +49,14 @@ class _Layout:
     @staticmethod
     def of(q: Tensor, k: Tensor, lib: ctypes.CDLL) -> _Layout:
         n, d, m = q.shape[-2], q.shape[-1], k.shape[-2]
+        heads = q.shape[1] if q.ndim == 4 else 1
         rows, keys = lib.unstatic_attention_rows(), lib.unstatic_attention_keys()
-        return _Layout(math.prod(q.shape[:-2]), n, m, d, -(-n // rows) * rows, -(-m // keys) * keys, d + d % 2)
+        return _Layout(math.prod(q.shape[:-2]) // heads, heads, n, m, d, -(-n // rows) * rows, -(-m // keys) * keys,
+                       d + d % 2)
+
+    @property
+    def g(self) -> int:
+        return self.batch * self.heads
 
     def rows(self, x: Tensor, scale: float = 1.0) -> Tensor:
         """``[..., n, d]`` -> float32 ``[g, n_pad, d_pad]``, zero-padded (contiguous: the kernel's row layout).
@@ -67,43 +80,45 @@ class _Layout:
         out[..., : self.d, : self.m].copy_(x.transpose(-1, -2))
         return out.view(self.g, self.d_pad, self.m_pad)
 
-    def unrows(self, x: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        """The inverse of :meth:`rows`: the unpadded ``[..., n, d]`` in ``dtype``."""
-        return x[:, : self.n, : self.d].to(dtype).reshape(shape)
-
     def uncolumns(self, x: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        """The inverse of :meth:`columns`: the unpadded ``[..., m, d]`` in ``dtype``."""
-        return x[:, : self.d, : self.m].transpose(1, 2).to(dtype).reshape(shape)
+        """The inverse of :meth:`columns`, as a view of a heads-last ``[batch, m, heads, d]`` tensor."""
+        out = torch.empty(self.batch, self.m, self.heads, self.d, dtype=dtype)
+        out.permute(0, 2, 3, 1).copy_(x.view(self.batch, self.heads, self.d_pad, self.m_pad)[:, :, : self.d, : self.m])
+        return out.transpose(1, 2).reshape(shape)
+
+    def heads_last(self) -> Tensor:
+        """A new float32 ``[batch, n_pad, heads, d_pad]`` tensor for the kernel to write."""
+        return torch.empty(self.batch, self.n_pad, self.heads, self.d_pad)
+
+    def to_heads_last(self, x: Tensor) -> Tensor:
+        """``[..., n, d]`` as a float32 heads-last tensor: ``x``'s own memory where it already is one (the
+        gradient flowing back from the output projection), else a zero-padded copy."""
+        x = x.reshape(self.batch, self.heads, self.n, self.d).transpose(1, 2)
+        if x.dtype == torch.float32 and x.is_contiguous() and (self.n_pad, self.d_pad) == (self.n, self.d):
+            return x
+        out = torch.zeros(self.batch, self.n_pad, self.heads, self.d_pad)
+        out[:, : self.n, :, : self.d].copy_(x)
+        return out
+
+    def from_heads_last(self, x: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+        """The unpadded ``[..., n, d]`` view of a heads-last tensor (a copy only for another ``dtype``)."""
+        return x[:, : self.n, :, : self.d].transpose(1, 2).reshape(shape).to(dtype)
 
 
 def _forward(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL, stats: bool):
-    """``(layout, (qs, kt, vt), (out, row_max, row_inv_sum))``: the inputs in the kernel's layout, its output
-    ``[g, n_pad, d_pad]`` and, with ``stats``, the row maxima and inverse sums (else ``None``); the last item is
-    ``None`` when the kernel could not allocate its scratch memory."""
+    """``(layout, (qs, kt, vt), (out, row_max, row_inv_sum))``: the inputs in the kernel's layout, its heads-last
+    output and, with ``stats``, the row maxima and inverse sums (else ``None``); the last item is ``None`` when
+    the kernel could not allocate its scratch memory."""
     layout = _Layout.of(q, k, lib)
     qs, kt, vt = layout.rows(q, LOG2E / math.sqrt(layout.d)), layout.columns(k), layout.columns(v)
-    out = torch.empty(layout.g, layout.n_pad, layout.d_pad)
+    out = layout.heads_last()
     row_max = torch.empty(layout.g, layout.n_pad) if stats else None
     row_inv_sum = torch.empty(layout.g, layout.n_pad) if stats else None
     failed = lib.unstatic_attention(
         qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(),
         row_max.data_ptr() if stats else None, row_inv_sum.data_ptr() if stats else None,
-        layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, 1, torch.get_num_threads())
+        layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, layout.heads, torch.get_num_threads())
     return layout, (qs, kt, vt), None if failed else (out, row_max, row_inv_sum)
-
-
-def _forward_heads_last(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL) -> Tensor | None:
-    """Inference on ``[b, heads, n, d]`` queries: the kernel writes its output as ``[b, n, heads, d]`` (returned
-    as a ``[b, heads, n, d]`` view of it), the layout the output projection reads after the caller's
-    ``transpose(1, 2).flatten(2)``, which is then free instead of a copy. ``None`` as :func:`_forward`."""
-    layout = _Layout.of(q, k, lib)
-    b, heads = q.shape[0], q.shape[1]
-    qs, kt, vt = layout.rows(q, LOG2E / math.sqrt(layout.d)), layout.columns(k), layout.columns(v)
-    out = torch.empty(b, layout.n_pad, heads, layout.d_pad)
-    failed = lib.unstatic_attention(qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(), None, None,
-                                    layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, heads,
-                                    torch.get_num_threads())
-    return None if failed else out[:, : layout.n, :, : layout.d].transpose(1, 2).to(q.dtype)
 
 
 class _NativeAttention(torch.autograd.Function):
@@ -118,7 +133,7 @@ class _NativeAttention(torch.autograd.Function):
         ctx.save_for_backward(qs, kt, vt, out, row_max, row_inv_sum)
         ctx.layout, ctx.lib = layout, lib
         ctx.inputs = [(x.shape, x.dtype) for x in (q, k, v)]
-        return layout.unrows(out, q.shape, q.dtype)
+        return layout.from_heads_last(out, q.shape, q.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -126,17 +141,17 @@ class _NativeAttention(torch.autograd.Function):
         qs, kt, vt, out, row_max, row_inv_sum = ctx.saved_tensors
         layout, lib = ctx.layout, ctx.lib
         (q_shape, q_dtype), (k_shape, k_dtype), (v_shape, v_dtype) = ctx.inputs
-        dout = layout.rows(grad)
-        dq = torch.empty_like(qs)
+        dout = layout.to_heads_last(grad)
+        dq = layout.heads_last()
         dkt, dvt = torch.zeros_like(kt), torch.zeros_like(vt)
         failed = lib.unstatic_attention_backward(
             qs.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(), dout.data_ptr(), row_max.data_ptr(),
             row_inv_sum.data_ptr(), dq.data_ptr(), dkt.data_ptr(), dvt.data_ptr(),
-            layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, torch.get_num_threads())
+            layout.g, layout.n_pad, layout.m, layout.m_pad, layout.d_pad, layout.heads, torch.get_num_threads())
         if failed:
             raise MemoryError("the attention kernel's backward pass could not allocate its scratch rows")
         # the kernel differentiates with respect to the scaled query: undo the scale (module docstring)
-        dq = layout.unrows(dq.mul_(1 / math.sqrt(layout.d)), q_shape, q_dtype)
+        dq = layout.from_heads_last(dq.mul_(1 / math.sqrt(layout.d)), q_shape, q_dtype)
         dk = layout.uncolumns(dkt.mul_(1 / LOG2E), k_shape, k_dtype)
         return dq, dk, layout.uncolumns(dvt, v_shape, v_dtype), None
 
@@ -147,7 +162,5 @@ def native_attention(q: Tensor, k: Tensor, v: Tensor, lib: ctypes.CDLL) -> Tenso
     not allocate its scratch memory, so the caller can fall back to PyTorch's kernel."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return _NativeAttention.apply(q, k, v, lib)
-    if q.ndim == 4:
-        return _forward_heads_last(q, k, v, lib)
     layout, _, result = _forward(q, k, v, lib, stats=False)
-    return None if result is None else layout.unrows(result[0], q.shape, q.dtype)
+    return None if result is None else layout.from_heads_last(result[0], q.shape, q.dtype)
