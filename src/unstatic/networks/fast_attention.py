@@ -11,9 +11,9 @@ Which path runs (medians on a 2-core AVX-512 CPU, 2 threads, batch 2, 8 heads un
   32x32 and up in SD-like U-Nets of 64-128 channels and 8 heads, and at 16x16 and 8x8 in training batches):**
   ``native_attention``, our C kernel (``attention_kernel.c``, built at first use by ``cpu_kernel.py``; forward
   and backward, so training uses it too: ``native_attention.py``). Four queries share each key and value load,
-  the scores of a block stay in L1, and exp2 is a vector polynomial. Measured 2026-12-06 on a 2-core AMD EPYC (Zen 1, AVX2), 2 threads, batch 2 x
-  8 heads, SDPA -> native: head dim 8, 1024 x 1024 tokens 31.9 -> 17.2 ms, 1024 x 77 tokens 3.5 -> 2.0 ms; head
-  dim 16, 1024 x 1024 29.1 -> 26.9 ms, 4096 x 4096 (batch 1, 2 heads) 66.7 -> 49.4 ms, 256 x 256 a tie (1.85
+  the scores of a block stay in L1, and exp2 is a vector polynomial. Measured 2026-12-06 on a 2-core AMD EPYC
+  (Zen 1, AVX2), 2 threads, batch 2 x 8 heads, SDPA -> native: head dim 8, 1024 x 1024 tokens 31.9 -> 17.2 ms,
+  1024 x 77 tokens 3.5 -> 2.0 ms; head dim 16, 1024 x 1024 29.1 -> 26.9 ms, 4096 x 4096 (batch 1, 2 heads) 66.7 -> 49.4 ms, 256 x 256 a tie (1.85
   vs 1.76 ms); fewer pairs, head dim 8, native vs SDPA vs explicit: batch 2 x 8 heads x 512 x 77 tokens 1.12 vs
   1.89 vs 1.62 ms, 4 x 8 x 128 x 128 0.90 vs 1.29 vs 1.31 ms, 1 x 8 x 128 x 128 (2^17 pairs) 0.32 vs 0.33 vs
   0.44 ms. At head dim 32 SDPA wins (3.2 vs 3.6 ms for 256 x 256: its GEMM micro-kernels), so wider heads

@@ -58,18 +58,17 @@ class _Layout:
     def g(self) -> int:
         return self.batch * self.heads
 
-    def rows(self, x: Tensor, scale: float = 1.0) -> Tensor:
-        """``[..., n, d]`` -> float32 ``[g, n_pad, d_pad]``, zero-padded (contiguous: the kernel's row layout).
-        One pass over ``x`` whatever its strides (the heads of a projection's output are a transposed view)."""
+    def rows(self, x: Tensor, scale: float) -> Tensor:
+        """``[..., n, d]`` times ``scale`` -> float32 ``[g, n_pad, d_pad]``, zero-padded (contiguous: the kernel's
+        row layout). One pass over ``x`` whatever its strides (the heads of a projection's output are a transposed
+        view)."""
         padded = (self.n_pad, self.d_pad) != (self.n, self.d)
         out = (torch.zeros if padded else torch.empty)(*x.shape[:-2], self.n_pad, self.d_pad)
         inside = out[..., : self.n, : self.d]
-        if x.dtype == torch.float32 and scale != 1.0:
+        if x.dtype == torch.float32:
             torch.mul(x, scale, out=inside)
         else:  # copy first: a 16-bit product would be rounded before it reaches float32
-            inside.copy_(x)
-            if scale != 1.0:
-                inside.mul_(scale)
+            inside.copy_(x).mul_(scale)
         return out.view(self.g, self.n_pad, self.d_pad)
 
     def columns(self, x: Tensor) -> Tensor:
