@@ -13,8 +13,11 @@ largest for gradients that are zero in exact arithmetic).
 Then models and modes are timed in a fresh random order each round; the table shows the median images/s and
 unstatic's ratio to diffusers.
 
-    .venv/bin/python -m benchmarks.training_step [--batch 32] [--rounds 7] [--steps 3] [--attention default|none] [--nchw]
-                                                 [--modes fp32,bf16]
+    .venv/bin/python -m benchmarks.training_step [--batch 32] [--rounds 7] [--steps 3] [--attention default|none]
+                                                 [--modes fp32,bf16] [--layouts channels-last,nchw]
+
+``--layouts`` times unstatic's network in each layout named (``nchw``: weights and activations in NCHW, as
+diffusers'), each its own copy of the same weights, in the same rounds.
 
 On a CPU without bf16 instructions (AVX2 only) bf16 is emulated, about 8x slower than fp32 in both libraries:
 ``--modes fp32`` skips those rows there.
@@ -41,6 +44,7 @@ BLOCK_TYPES = {
     "default": (("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"), ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")),
     "none": (("DownBlock2D",) * 3, ("UpBlock2D",) * 3),
 }
+LAYOUTS = {"channels-last": torch.channels_last, "nchw": torch.contiguous_format}
 
 
 def diffusers_unet(attention: str):
@@ -93,24 +97,25 @@ def parity(models: dict, forwards: dict, batch) -> None:
             losses[name] = loss.item()
             grads[name] = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
             model.zero_grad(set_to_none=True)
-        ref, ours = grads["diffusers"], grads["unstatic"]
-        missing = sorted(set(ref) ^ set(ours))
-        shared = sorted(set(ref) & set(ours))
-        scale = max(float(ref[n].abs().max()) for n in shared)
-        # Gradients that are zero in exact arithmetic (key biases under softmax, a bias right before a
-        # per-channel GroupNorm) are pure rounding noise; judge every tensor against at least 1e-3 of the largest.
-        worst, worst_name = 0.0, ""
-        for n in shared:
-            err = float((ours[n] - ref[n]).abs().max()) / max(float(ref[n].abs().max()), 1e-3 * scale)
-            if err > worst:
-                worst, worst_name = err, n
-        overall = max(float((ours[n] - ref[n]).abs().max()) for n in shared) / scale
-        loss_err = abs(losses["unstatic"] - losses["diffusers"]) / abs(losses["diffusers"])
-        mode = "bf16" if bf16 else "fp32"
-        print(f"parity {mode}: loss diffusers {losses['diffusers']:.6f} unstatic {losses['unstatic']:.6f} (rel. diff {loss_err:.1e}); "
-              f"grads: max |diff| / max |grad| {overall:.1e}, worst tensor {worst:.1e} ({worst_name}); {len(shared)} compared"
-              + (f"; names in only one model: {missing[:4]}" if missing else ""))
-
+        ref = grads["diffusers"]
+        for name in (n for n in models if n != "diffusers"):
+            ours = grads[name]
+            missing = sorted(set(ref) ^ set(ours))
+            shared = sorted(set(ref) & set(ours))
+            scale = max(float(ref[n].abs().max()) for n in shared)
+            # Gradients that are zero in exact arithmetic (key biases under softmax, a bias right before a
+            # per-channel GroupNorm) are pure rounding noise; judge every tensor against at least 1e-3 of the largest.
+            worst, worst_name = 0.0, ""
+            for n in shared:
+                err = float((ours[n] - ref[n]).abs().max()) / max(float(ref[n].abs().max()), 1e-3 * scale)
+                if err > worst:
+                    worst, worst_name = err, n
+            overall = max(float((ours[n] - ref[n]).abs().max()) for n in shared) / scale
+            loss_err = abs(losses[name] - losses["diffusers"]) / abs(losses["diffusers"])
+            mode = "bf16" if bf16 else "fp32"
+            print(f"parity {mode}, {name}: loss diffusers {losses['diffusers']:.6f} ours {losses[name]:.6f} "
+                  f"(rel. diff {loss_err:.1e}); grads: max |diff| / max |grad| {overall:.1e}, worst tensor {worst:.1e} "
+                  f"({worst_name}); {len(shared)} compared" + (f"; names in only one model: {missing[:4]}" if missing else ""))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,20 +123,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (median over them)")
     parser.add_argument("--steps", type=int, default=3, help="training steps per timed measurement")
     parser.add_argument("--attention", choices=sorted(BLOCK_TYPES), default="default", help="block types (see BLOCK_TYPES)")
-    parser.add_argument("--nchw", action="store_true", help="run unstatic in NCHW instead of its default channels-last layout")
+    parser.add_argument("--layouts", default="channels-last", help="comma-separated layouts to run unstatic in: "
+                        "channels-last (its default), nchw")
     parser.add_argument("--modes", default="fp32,bf16", help="comma-separated modes to time (bf16 is slow where the CPU "
                         "has no bf16 instructions)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     reference = diffusers_unet(args.attention).train()
+    layouts = args.layouts.split(",")
+    unknown = set(layouts) - set(LAYOUTS)
+    if unknown:
+        parser.error(f"unknown layouts {sorted(unknown)}; choose from {sorted(LAYOUTS)}")
+    models = {"diffusers": reference}
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(Path(tmp) / "unet")
-        ours = load_diffusers_unet(Path(tmp) / "unet").train()
-    if args.nchw:  # the activations follow the conv weights' layout (unstatic.networks.memory_format)
-        ours.to(memory_format=torch.contiguous_format)
-    models = {"diffusers": reference, "unstatic": ours}
-    forwards = {"diffusers": lambda m, x, t: m(x, t).sample, "unstatic": lambda m, x, t: m(x, t)}
+        for layout in layouts:  # the activations follow the conv weights' layout (unstatic.networks.memory_format)
+            models[f"unstatic {layout}"] = load_diffusers_unet(Path(tmp) / "unet").train().to(memory_format=LAYOUTS[layout])
+    forwards = {name: (lambda m, x, t: m(x, t).sample) if name == "diffusers" else (lambda m, x, t: m(x, t))
+                for name in models}
     gen = torch.Generator().manual_seed(0)
     abar = alphas_cumprod()
     x0 = torch.randn(args.batch, 3, 32, 32, generator=gen).clamp(-1, 1)
@@ -154,13 +164,16 @@ def main() -> None:
             rates[(name, bf16)].append(args.steps * args.batch / (time.perf_counter() - start))
         print(f"... round {r + 1}/{args.rounds}", flush=True)
 
-    layout = "NCHW" if args.nchw else "channels-last"
-    print(f"\nTraining step, UNet2DModel (32, 64, 128) attention={args.attention}, 32x32x3, batch {args.batch}, AdamW, unstatic {layout}; "
+    print(f"\nTraining step, UNet2DModel (32, 64, 128) attention={args.attention}, 32x32x3, batch {args.batch}, AdamW; "
           f"median images/s over {args.rounds} rounds of {args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'mode':6s} | {'diffusers':>10s} | {'unstatic':>10s} | {'ratio':>6s}")
+    print(f"{'mode':6s} | {'diffusers':>10s} | " + " | ".join(f"{'unstatic ' + layout:>23s} | {'ratio':>6s}" for layout in layouts))
     for mode, bf16 in ((m, b) for m, b in modes.items() if b in chosen):
-        ref, got = (statistics.median(rates[(n, bf16)]) for n in ("diffusers", "unstatic"))
-        print(f"{mode:6s} | {ref:10.1f} | {got:10.1f} | {got / ref:5.2f}x")
+        ref = statistics.median(rates[("diffusers", bf16)])
+        cells = []
+        for layout in layouts:
+            got = statistics.median(rates[(f"unstatic {layout}", bf16)])
+            cells.append(f"{got:23.1f} | {got / ref:5.2f}x")
+        print(f"{mode:6s} | {ref:10.1f} | " + " | ".join(cells))
     print("\nTarget (issue 4): unstatic >= 1.3x diffusers at equal config.")
 
 

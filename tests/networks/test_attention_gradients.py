@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from unstatic.networks import fast_attention
-from unstatic.networks.cpu_kernel import attention_library
+from unstatic.networks.cpu_kernel import native_library
 from unstatic.networks.fast_attention import attention
 from unstatic.networks.native_attention import native_attention
 
@@ -60,12 +60,12 @@ def test_gradients_match_sdpa_float64(name, monkeypatch):
         assert grad.shape == x.shape and grad.dtype == torch.float32
         assert _rel_err(grad, ref) <= TOL
     b, h, n, m, d = SHAPES[name]
-    kernel_expected = attention_library() is not None and b * h * n * m >= fast_attention.NATIVE_MIN_PAIRS
+    kernel_expected = native_library() is not None and b * h * n * m >= fast_attention.NATIVE_MIN_PAIRS
     assert bool(calls) == kernel_expected
 
 
 def test_sharp_logits_give_finite_gradients():
-    if attention_library() is None:
+    if native_library() is None:
         pytest.skip("the C kernel cannot be built on this machine (no compiler)")
     inputs = _inputs(2, 4, 256, 256, 8, seed=1, scale=8.0)  # logits up to ~ +-300
     grad_out = torch.randn_like(inputs[0])
@@ -107,7 +107,7 @@ def test_non_contiguous_inputs_and_gradients_flow_to_the_projection():
 
 def test_heads_folded_into_the_batch_give_the_same_values_and_gradients():
     """3-D inputs ([batch x heads, N, d], one head per row of the kernel's heads-last layout) and the 4-D ones."""
-    lib = attention_library()
+    lib = native_library()
     if lib is None:
         pytest.skip("no C compiler for the attention kernel")
     inputs = _inputs(2, 4, 37, 45, 6, seed=5)  # padded n, m and d
@@ -121,7 +121,7 @@ def test_heads_folded_into_the_batch_give_the_same_values_and_gradients():
 
 
 def test_without_the_c_kernel_gradients_come_from_sdpa(monkeypatch):
-    monkeypatch.setattr(fast_attention, "attention_library", lambda: None)
+    monkeypatch.setattr(fast_attention, "native_library", lambda: None)
     calls = _spy(monkeypatch)
     inputs = _inputs(2, 4, 256, 256, 8, seed=4)
     grad_out = torch.randn_like(inputs[0])
@@ -136,7 +136,7 @@ def test_unet_training_gradients_with_and_without_the_kernel(checkpointing, monk
     against PyTorch's: attention over 32 x 32 tokens with 4-wide heads, as training at full resolution runs it."""
     from unstatic.networks.unet import UNet, UNetConfig
 
-    if attention_library() is None:
+    if native_library() is None:
         pytest.skip("the C kernel cannot be built on this machine (no compiler)")
     config = UNetConfig(
         in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
@@ -153,7 +153,7 @@ def test_unet_training_gradients_with_and_without_the_kernel(checkpointing, monk
         with monkeypatch.context() as patch:
             calls = _spy(patch)
             if not kernel:
-                patch.setattr(fast_attention, "attention_library", lambda: None)
+                patch.setattr(fast_attention, "native_library", lambda: None)
             model(x, t).square().mean().backward()
         assert bool(calls) == kernel
         grads.append({name: p.grad for name, p in model.named_parameters()})

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unstatic.networks.fast_attention import attention
+from unstatic.networks.group_norm import GroupNorm
 
 FEED_FORWARD_CHUNK_BYTES = 16 * 2**20  # largest hidden activation of the feed-forward without autograd
 
@@ -40,7 +41,7 @@ class Attention(nn.Module):
         self.heads = heads
         self.residual_connection = residual_connection
         self.rescale_output_factor = rescale_output_factor
-        self.group_norm = nn.GroupNorm(norm_num_groups, query_dim, eps=eps, affine=True) if norm_num_groups else None
+        self.group_norm = GroupNorm(norm_num_groups, query_dim, eps=eps, affine=True) if norm_num_groups else None
         self.to_q = nn.Linear(query_dim, inner, bias=bias)
         self.to_k = nn.Linear(cross_attention_dim or query_dim, inner, bias=bias)
         self.to_v = nn.Linear(cross_attention_dim or query_dim, inner, bias=bias)
@@ -52,7 +53,7 @@ class Attention(nn.Module):
         if spatial:
             b, c, h, w = x.shape
             if self.group_norm is not None:
-                x = self.group_norm(x)  # on the 4-D map: PyTorch's channels-last GroupNorm kernel, no transposed copy
+                x = self.group_norm(x)  # on the 4-D map: channels-last rows for the kernel, no transposed copy
             # [B, C, H, W] -> [B, H*W, C]: a free view for the channels-last maps our networks run on
             x = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
         elif self.group_norm is not None:
@@ -192,7 +193,7 @@ class Transformer2DModel(nn.Module):
         super().__init__()
         inner = num_attention_heads * attention_head_dim
         self.use_linear_projection = use_linear_projection
-        self.norm = nn.GroupNorm(norm_num_groups, in_channels, eps=1e-6, affine=True)
+        self.norm = GroupNorm(norm_num_groups, in_channels, eps=1e-6, affine=True)
         self.proj_in = nn.Linear(in_channels, inner) if use_linear_projection else nn.Conv2d(in_channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             BasicTransformerBlock(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unstatic.networks.group_norm import GroupNorm
+
 
 class ResnetBlock2D(nn.Module):
     """GroupNorm → SiLU → conv → (+ time) → GroupNorm → SiLU → dropout → conv, plus a (1x1) shortcut.
@@ -35,13 +37,13 @@ class ResnetBlock2D(nn.Module):
         out_channels = out_channels or in_channels
         self.time_embedding_norm = time_embedding_norm
         self.output_scale_factor = output_scale_factor
-        self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps, affine=True)
+        self.norm1 = GroupNorm(groups, in_channels, eps=eps, affine=True)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.time_emb_proj = None
         if temb_channels is not None:
             width = 2 * out_channels if time_embedding_norm == "scale_shift" else out_channels
             self.time_emb_proj = nn.Linear(temb_channels, width)
-        self.norm2 = nn.GroupNorm(groups_out or groups, out_channels, eps=eps, affine=True)
+        self.norm2 = GroupNorm(groups_out or groups, out_channels, eps=eps, affine=True)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.nonlinearity = nn.SiLU()
@@ -52,17 +54,17 @@ class ResnetBlock2D(nn.Module):
         # Without autograd, SiLU and the residual add overwrite fresh intermediates in place: one activation-sized
         # buffer less at the block's peak (a 512 px VAE tile's 128 x 512 x 512 float32 map is 128 MiB).
         in_place = not torch.is_grad_enabled()
-        h = self.conv1(F.silu(self.norm1(x), inplace=in_place))
+        h = self.conv1(self.norm1.with_silu(x))
         if self.time_emb_proj is not None and temb is not None:
             t = self.time_emb_proj(self.nonlinearity(temb))[:, :, None, None]
             if self.time_embedding_norm == "default":
-                h = self.norm2(h + t)
+                h = self.norm2.with_silu(h + t)
             else:
                 scale, shift = t.chunk(2, dim=1)
-                h = self.norm2(h) * (1 + scale) + shift
+                h = F.silu(self.norm2(h) * (1 + scale) + shift, inplace=in_place)
         else:
-            h = self.norm2(h)
-        h = self.conv2(self.dropout(F.silu(h, inplace=in_place)))
+            h = self.norm2.with_silu(h)
+        h = self.conv2(self.dropout(h))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         out = h.add_(x) if in_place and h.dtype == x.dtype else x + h  # (under autocast x may be wider)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from unstatic.networks.embeddings import TimestepEmbedding, timestep_embedding
+from unstatic.networks.group_norm import GroupNorm
 from unstatic.networks.memory_format import activation_format, use_channels_last
 from unstatic.networks.unet_added import added_features, added_input_dim, check_added
 from unstatic.networks.unet_blocks import AttentionOptions, DownBlock, MidBlock, ResnetOptions, UpBlock
@@ -75,8 +76,7 @@ class UNet(nn.Module):
             )
             for level, t in zip(reversed(range(n)), config.up_block_types)
         )
-        self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, c[0], eps=config.norm_eps)
-        self.conv_act = nn.SiLU()
+        self.conv_norm_out = GroupNorm(config.norm_num_groups, c[0], eps=config.norm_eps)
         self.conv_out = nn.Conv2d(c[0], config.out_channels, config.conv_out_kernel, padding=config.conv_out_kernel // 2)
         if config.zero_init_out:
             nn.init.zeros_(self.conv_out.weight)
@@ -123,7 +123,7 @@ class UNet(nn.Module):
             taken = len(block.resnets)
             h = self._run(block, h, skips[-taken:], emb, context)
             del skips[-taken:]
-        return self.conv_out(self.conv_act(self.conv_norm_out(h))).contiguous()  # callers get a plain NCHW tensor
+        return self.conv_out(self.conv_norm_out.with_silu(h)).contiguous()  # callers get a plain NCHW tensor
 
     def embed(self, x: Tensor, timestep: Tensor | float, class_labels: Tensor | None = None,
               added: Tensor | Mapping[str, Tensor] | None = None) -> Tensor:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from unstatic.networks.attention import Attention
+from unstatic.networks.group_norm import GroupNorm
 from unstatic.networks.memory_format import activation_format, use_channels_last
 from unstatic.networks.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from unstatic.networks.tiling import tiled_map
@@ -250,8 +251,7 @@ class Encoder(nn.Module):
             for i, c in enumerate(channels)
         )
         self.mid_block = MidBlock2D(channels[-1], groups, config.mid_block_add_attention)
-        self.conv_norm_out = nn.GroupNorm(groups, channels[-1], eps=_EPS)
-        self.conv_act = nn.SiLU()
+        self.conv_norm_out = GroupNorm(groups, channels[-1], eps=_EPS)
         self.conv_out = nn.Conv2d(channels[-1], 2 * config.latent_channels if double_z else config.latent_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -259,7 +259,7 @@ class Encoder(nn.Module):
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)
-        return self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        return self.conv_out(self.conv_norm_out.with_silu(x))
 
 
 class Decoder(nn.Module):
@@ -275,15 +275,14 @@ class Decoder(nn.Module):
             UpDecoderBlock2D(channels[max(i - 1, 0)], c, config.layers_per_block + 1, groups, add_upsample=i < len(channels) - 1)
             for i, c in enumerate(channels)
         )
-        self.conv_norm_out = nn.GroupNorm(groups, channels[-1], eps=_EPS)
-        self.conv_act = nn.SiLU()
+        self.conv_norm_out = GroupNorm(groups, channels[-1], eps=_EPS)
         self.conv_out = nn.Conv2d(channels[-1], config.out_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
         x = self.mid_block(self.conv_in(z))
         for block in self.up_blocks:
             x = block(x)
-        return self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        return self.conv_out(self.conv_norm_out.with_silu(x))
 
 
 class AutoencoderKL(nn.Module):

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unstatic.cpu_features import warn_if_bf16_is_emulated
 from unstatic.data.registry import build_dataset
+from unstatic.networks.memory_format import training_format
 from unstatic.networks.weights import check_state_dict, strip_type_and_version
 from unstatic.training import checkpoint as ckpt
 from unstatic.training.autoencoder_task import AutoencoderTask
@@ -146,10 +147,8 @@ class _Run:
         self.task = TASKS[config.task](config, dataset, runtime.device, progress and runtime.is_main)
         self.dataset = self.task.dataset  # for latent diffusion, the cached latents
         self.network = self.task.network.to(runtime.device)
-        # Train in NCHW: measured side by side with diffusers (benchmarks/training_step.py, quiet machine), a bf16
-        # step was 0.69x channels-last vs 1.01x NCHW without attention (0.81x vs 0.95x with it); fp32 a tie.
-        # Inference keeps channels-last, which loading restores.
-        self.network.to(memory_format=torch.contiguous_format)
+        # Inference runs channels-last, which loading restores; training picks what measured fastest here.
+        self.network.to(memory_format=training_format(runtime.device, config.precision == "bf16"))
         self.ema = EMA(self.network, config.optim.ema_decay, config.optim.ema_warmup)
         optim = config.optim
         self.optimizer = torch.optim.AdamW(
