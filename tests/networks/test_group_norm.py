@@ -47,14 +47,16 @@ def _channels_last_input(shape: tuple[int, ...], offset: float = 0.0, seed: int 
 )
 def test_values_and_gradients_match_float64(shape, groups, silu, monkeypatch):
     calls = []
-    forward = group_norm_module._FusedGroupNorm.forward
-    monkeypatch.setattr(group_norm_module._FusedGroupNorm, "forward",
-                        staticmethod(lambda *a: calls.append(1) or forward(*a)))
+    forward = group_norm_module._forward
+    monkeypatch.setattr(group_norm_module, "_forward", lambda *a: calls.append(1) or forward(*a))
     norm = _norm(groups, shape[1])
     x = _channels_last_input(shape, offset=2.0)
     y = norm.with_silu(x) if silu else norm(x)
     assert calls, "the kernel did not run"
     assert y.is_contiguous(memory_format=torch.channels_last)  # the output keeps the input's layout
+    with torch.no_grad():  # inference takes the kernel without the autograd function: the same numbers
+        assert torch.equal(norm.with_silu(x) if silu else norm(x), y)
+    assert len(calls) == 2
     g = torch.randn(shape, dtype=torch.float64)
     grads = torch.autograd.grad(y, [x, norm.weight, norm.bias], g.float())
     x64 = x.detach().double().requires_grad_()
@@ -93,8 +95,7 @@ def test_token_rows_of_a_transposed_sequence():
     ],
 )
 def test_pytorch_runs_what_the_kernel_does_not_take(make, monkeypatch):
-    monkeypatch.setattr(group_norm_module._FusedGroupNorm, "apply",
-                        staticmethod(lambda *a: pytest.fail("the kernel ran on an input it does not take")))
+    monkeypatch.setattr(group_norm_module, "_forward", lambda *a: pytest.fail("the kernel ran on an input it does not take"))
     x = make()
     norm = _norm(4, x.shape[1]).to(x.dtype)
     y = norm.with_silu(x)

@@ -32,8 +32,8 @@ def _channels_last_rows(x: Tensor) -> bool:
 def _kernel_applies(x: Tensor, norm: nn.GroupNorm) -> bool:
     return (
         x.dtype == torch.float32 and x.device.type == "cpu" and x.ndim >= 3 and norm.affine
-        and norm.weight.dtype == torch.float32 and x.shape[1] % VECTOR == 0 and x.numel() > 0
-        and _channels_last_rows(x)
+        and norm.weight.dtype == torch.float32 and norm.bias.dtype == torch.float32 and x.shape[1] % VECTOR == 0
+        and x.numel() > 0 and _channels_last_rows(x)
     )
 
 
@@ -41,22 +41,27 @@ def _pointer(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
+def _forward(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, silu: bool, lib):
+    """The kernel's forward pass: the output (in x's strides: the same [B, pixels, C] rows), and each group's mean
+    and 1 / std."""
+    b, c = x.shape[:2]
+    y = torch.empty_like(x)
+    mean, rstd = x.new_empty(b, groups), x.new_empty(b, groups)
+    failed = lib.unstatic_group_norm(
+        _pointer(x), _pointer(weight), _pointer(bias), _pointer(y), _pointer(mean), _pointer(rstd),
+        b, x.numel() // (b * c), c, groups, eps, int(silu), torch.get_num_threads(),
+    )
+    if failed:
+        raise MemoryError("the GroupNorm kernel could not allocate its scratch memory")
+    return y, mean, rstd
+
+
 class _FusedGroupNorm(torch.autograd.Function):
     """Forward and backward on the kernel; saves the input and each group's mean and 1/std (not the output)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, silu: bool, lib) -> Tensor:
-        b, c = x.shape[:2]
-        pixels = x.numel() // (b * c)
-        y = torch.empty_like(x)  # keeps x's strides: the same [B, pixels, C] rows
-        mean, rstd = x.new_empty(b, groups), x.new_empty(b, groups)
-        weight, bias = weight.contiguous(), bias.contiguous()
-        failed = lib.unstatic_group_norm(
-            _pointer(x), _pointer(weight), _pointer(bias), _pointer(y), _pointer(mean), _pointer(rstd),
-            b, pixels, c, groups, eps, int(silu), torch.get_num_threads(),
-        )
-        if failed:
-            raise MemoryError("the GroupNorm kernel could not allocate its scratch memory")
+        y, mean, rstd = _forward(x, weight, bias, groups, eps, silu, lib)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
         ctx.groups, ctx.silu, ctx.lib = groups, silu, lib
         return y
@@ -82,7 +87,10 @@ def group_norm(x: Tensor, norm: nn.GroupNorm, silu: bool = False) -> Tensor:
     """``norm(x)``, or ``silu(norm(x))`` with ``silu``: on the C kernel where it applies, else PyTorch's."""
     if _kernel_applies(x, norm) and (lib := native_library()) is not None:
         # under autocast the kernel's float32 in and out is what autocast gives GroupNorm anyway
-        return _FusedGroupNorm.apply(x, norm.weight, norm.bias, norm.num_groups, norm.eps, silu, lib)
+        args = (x, norm.weight.contiguous(), norm.bias.contiguous(), norm.num_groups, norm.eps, silu, lib)
+        if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad or norm.bias.requires_grad):
+            return _FusedGroupNorm.apply(*args)
+        return _forward(*args)[0]  # inference: without the autograd function's ~50 us per call
     if x.device.type == "cpu" and x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         # PyTorch's CPU GroupNorm on channels-last maps is slow backward and loses precision on near-constant maps
         # (what a fully masked image makes): run it in NCHW, for two copies

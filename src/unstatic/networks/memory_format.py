@@ -11,8 +11,7 @@ The activations follow the weights (:func:`activation_format`), so ``model.to(me
 switches a network back to NCHW throughout. Measured side by side with diffusers (NCHW) and with our NCHW
 version, medians of interleaved runs on a shared 2-core AVX-512 CPU: inference fp32 CIFAR-10 U-Net b1 1.18x vs
 0.99x, VAE encode/decode 1.08x/1.11x vs 1.01x/1.00x, small conditional U-Net b2 a tie (1.12x vs 1.16x, within
-noise); a bf16-autocast training step of UNet2DModel (32, 64, 128) at batch 32 was ~10 % slower channels-last
-(0.87x vs 0.96x of diffusers) and fp32 training a tie, so bf16 training may prefer NCHW.
+noise). Training picks its layout with :func:`training_format`.
 """
 
 from __future__ import annotations
