@@ -1,13 +1,16 @@
 """Stable Diffusion 1.5-shaped txt2img on this CPU, unstatic beside diffusers on identical random weights.
 
     .venv/bin/python -m benchmarks.sd_speed [--folder /tmp/sd15-random] [--size 512] [--steps 20] [--tile 0]
-                                            [--dtypes fp32,bf16]
+                                            [--dtypes fp32,bf16,bf16w]
 
 A full-size SD 1.5 layout (U-Net 860M, VAE 84M, CLIP-L text encoder 123M parameters) with random weights is saved
 once as a diffusers folder (the tokenizer is the tiny test one: token ids, not words, decide the cost). Each row
 then runs in a fresh process, so peak RSS (``ru_maxrss``) is that run's alone: load the folder, one warm-up step,
 then one image with classifier-free guidance (a batch of 2 per U-Net call) and Euler sampling, timing every step.
-fp32 runs as stored; bf16 casts the weights and runs under CPU autocast. ``--tile N`` decodes the VAE in N-pixel
+fp32 runs as stored; bf16 casts the weights and runs under CPU autocast; bf16w keeps the weights in bf16 and computes
+in float32 (ours: ``networks.narrow_weights.compute_in_float32`` on the U-Net, VAE and CLIP, what ``load_any_model``
+does by itself on a CPU without bf16 instructions; diffusers: loaded in float32, then ``enable_layerwise_casting``
+on its U-Net and VAE; its CLIP stays float32). ``--tile N`` decodes the VAE in N-pixel
 tiles (ours: ``decode_latents(tile_size=N / 8)``; diffusers: ``enable_tiling``), for 1024 px and up.
 Prints seconds per step (median), total seconds and peak RSS per library and dtype.
 
@@ -57,11 +60,15 @@ def make_folder(folder: Path) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-def run_ours(folder: Path, dtype: torch.dtype, size: int, steps: int, tile: int) -> list[float]:
+def run_ours(folder: Path, dtype: torch.dtype, size: int, steps: int, tile: int, float32_compute: bool) -> list[float]:
     from unstatic.models.stable_diffusion import load_any_model
+    from unstatic.networks.narrow_weights import compute_in_float32
     from unstatic.pipelines.generation import run_generation
 
     model = load_any_model(folder, dtype=dtype).model
+    if float32_compute:
+        for module in (model.network, model.vae, model.text_encoder.model):
+            compute_in_float32(module)
     if tile:
         decode = model.vae.decode_latents
         model.vae.decode_latents = lambda latents: decode(latents, tile_size=tile // 8)
@@ -73,10 +80,16 @@ def run_ours(folder: Path, dtype: torch.dtype, size: int, steps: int, tile: int)
     return stamps
 
 
-def run_diffusers(folder: Path, dtype: torch.dtype, size: int, steps: int, tile: int) -> list[float]:
+def run_diffusers(folder: Path, dtype: torch.dtype, size: int, steps: int, tile: int, float32_compute: bool) -> list[float]:
     import diffusers
 
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
+    # layerwise casting as diffusers documents it: load in the compute dtype, then narrow the storage (a pipeline
+    # loaded in bf16 hands the U-Net bf16 text embeddings, which its float32 layers refuse)
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32 if float32_compute else dtype,
+                                                             local_files_only=True)
+    if float32_compute:
+        for model in (pipe.unet, pipe.vae):
+            model.enable_layerwise_casting(storage_dtype=torch.bfloat16, compute_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     if tile:  # the same tile size as ours (diffusers would take the VAE config's sample_size)
         pipe.vae.enable_tiling()
@@ -94,12 +107,12 @@ def run_diffusers(folder: Path, dtype: torch.dtype, size: int, steps: int, tile:
 
 
 def child(args: argparse.Namespace) -> None:
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16w": torch.bfloat16}[args.dtype]
     run = run_ours if args.library == "unstatic" else run_diffusers
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
     start = time.perf_counter()
     with torch.inference_mode(), autocast:
-        stamps = run(Path(args.folder), dtype, args.size, args.steps, args.tile)
+        stamps = run(Path(args.folder), dtype, args.size, args.steps, args.tile, args.dtype == "bf16w")
     total = time.perf_counter() - start
     step_times = [b - a for a, b in itertools.pairwise(stamps)]
     print(json.dumps({"step": statistics.median(step_times), "total": total,
@@ -115,7 +128,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated rows to run (bf16 is slow where "
                         "the CPU has no bf16 instructions)")
     parser.add_argument("--library", choices=["unstatic", "diffusers"])  # set in the child processes
-    parser.add_argument("--dtype", choices=["fp32", "bf16"])
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "bf16w"])
     args = parser.parse_args()
     if args.library:
         child(args)

@@ -153,3 +153,32 @@ def test_compare_writes_one_grid(class_model, tmp_path):
 def test_compare_explains_bad_lists(class_model, tmp_path, args, message):
     result = _run("compare", "star", "--model", class_model, "--out", tmp_path / "c.png", *args)
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize("command", ["generate", "img2img"])
+def test_dtype_bf16_loads_bf16_weights(class_model, tmp_path, monkeypatch, command):
+    """--dtype bf16 reaches the loader (bf16 weights; on a CPU without bf16 instructions they compute in float32,
+    so the image is within bf16 weight rounding of the fp32 one)."""
+    import torch
+
+    from unstatic import cpu_features
+    from unstatic.models.stable_diffusion import load as load_module
+
+    cpu_features.native_bf16.cache_clear()
+    monkeypatch.setattr(cpu_features, "_cpu_flags", lambda: {"avx2"})
+    dtypes = []
+    original = load_module._load_any_model
+    monkeypatch.setattr(load_module, "_load_any_model", lambda *a: dtypes.append(a[4]) or original(*a))
+    source = tmp_path / "source.png"
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(source)
+    outputs = {}
+    for dtype in ("fp32", "bf16"):
+        out = tmp_path / f"{dtype}.png"
+        inputs = [source, "star"] if command == "img2img" else ["star"]
+        result = _run(command, *inputs, "--model", class_model, "--out", out, "--steps", 2, "--seed", 3, "--dtype", dtype)
+        assert result.exit_code == 0, result.output
+        outputs[dtype] = _pixels(out).astype(int)
+    cpu_features.native_bf16.cache_clear()
+    assert dtypes == [None, torch.bfloat16]
+    assert np.abs(outputs["bf16"] - outputs["fp32"]).max() <= 8  # 8-bit pixels, bf16-rounded weights
+    assert "--dtype" in _run(command, "--help").output

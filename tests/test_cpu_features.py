@@ -1,4 +1,5 @@
-"""Telling whether the CPU computes bf16 natively, and the warning when a run would emulate it."""
+"""Telling whether the CPU computes bf16 natively, the warning when a run would emulate it, and bf16 models that
+compute in float32 where it would."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.training.tiny import TinyImages, tiny_config
 from unstatic import cpu_features
 from unstatic.models import bundled_model_folder
 from unstatic.models.stable_diffusion import load_any_model
+from unstatic.networks.narrow_weights import computes_in_float32
 from unstatic.training.trainer import train
 
 
@@ -59,8 +61,34 @@ def test_bf16_training_on_such_a_cpu_says_so(flags, tmp_path):
         train(tiny_config(tmp_path, "steps = 1", 'precision = "bf16"'), dataset=TinyImages(), progress=False)
 
 
-def test_loading_a_model_in_bf16_on_such_a_cpu_says_so(flags):
+def test_a_model_loaded_in_bf16_on_such_a_cpu_computes_in_float32(flags):
+    """bf16 weights, float32 arithmetic: exactly a float32 model whose weights were rounded to bf16."""
     flags({"avx2"})
-    with pytest.warns(UserWarning, match="the model shapes-text-32 runs in bf16"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         model = load_any_model(bundled_model_folder(), dtype=torch.bfloat16).model
     assert next(model.network.parameters()).dtype == torch.bfloat16
+    rounded = load_any_model(bundled_model_folder()).model.network
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.bfloat16().float())
+    x, t, context = torch.randn(2, 3, 32, 32), torch.tensor([10.0, 500.0]), torch.randn(2, 7, 384)
+    with torch.no_grad():
+        out = model.network(x, t, context)
+        assert out.dtype == torch.float32
+        assert torch.equal(out, rounded(x, t, context))
+    assert next(model.network.parameters()).dtype == torch.bfloat16  # still stored narrow after the call
+
+
+def test_a_model_loaded_in_bf16_on_a_bf16_cpu_computes_in_bf16(flags):
+    flags({"avx2", "avx512_bf16"})
+    model = load_any_model(bundled_model_folder(), dtype=torch.bfloat16).model
+    assert not computes_in_float32(model.network)
+    # a sampler's float32 state goes in as bf16 and comes back float32, without autocast
+    reference = load_any_model(bundled_model_folder()).model.network
+    torch.manual_seed(0)
+    x, t, context = torch.randn(1, 3, 32, 32), torch.tensor([500.0]), torch.randn(1, 7, 384)
+    with torch.no_grad():
+        out, expected = model.network(x, t, context), reference(x, t, context)
+    assert out.dtype == torch.float32
+    assert float((out - expected).abs().max() / expected.abs().max()) < 0.1  # bf16 arithmetic through the U-Net

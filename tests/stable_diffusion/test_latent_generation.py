@@ -64,3 +64,24 @@ def test_version_1_specs_load_with_pixel_space_defaults():
     saved = spec.to_dict()
     assert saved["version"] == 2 and DiffusionSpec.from_dict(json.loads(json.dumps(saved))) == spec
     assert DiffusionSpec(default_scheduler="DDIM").default_scheduler == "ddim_uniform"  # A1111 names resolve
+
+
+def test_bf16_weights_computing_in_float32_generate_as_rounded_float32_weights(sd_folders, monkeypatch):
+    """On a CPU without bf16 instructions a bf16 model (U-Net, VAE and CLIP) computes in float32: its images are a
+    float32 model's whose weights were rounded to bf16, with no autocast around it."""
+    from unstatic import cpu_features
+    from unstatic.models.stable_diffusion import load_any_model
+    from unstatic.networks.narrow_weights import computes_in_float32
+
+    cpu_features.native_bf16.cache_clear()
+    monkeypatch.setattr(cpu_features, "_cpu_flags", lambda: {"avx2"})
+    narrow = load_any_model(sd_folders["sd1"], dtype=torch.bfloat16).model
+    cpu_features.native_bf16.cache_clear()
+    assert computes_in_float32(narrow.network) and computes_in_float32(narrow.vae)
+    assert computes_in_float32(narrow.text_encoder.model)
+    rounded = load_any_model(sd_folders["sd1"]).model
+    with torch.no_grad():
+        for module in (rounded.network, rounded.vae, rounded.text_encoder.model):
+            for p in module.parameters():
+                p.copy_(p.bfloat16().float())
+    torch.testing.assert_close(generate(narrow), generate(rounded), rtol=0, atol=1e-6)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from unstatic.cli.app import main
-from unstatic.cli.generate import _generation_options, save_results, show_warnings
+from unstatic.cli.generate import _generation_options, generation_options, save_results, show_warnings, weight_dtype
 from unstatic.sampling.img2img import STEP_CONVENTIONS
 
 _IMAGE = click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -41,7 +41,7 @@ class _Progress:
             self.bar.render_finish()
 
 
-def _run(edit, model_dir: Path | None, out: Path, images: int, steps: int, **options) -> None:
+def _run(edit, model_dir: Path | None, out: Path, images: int, steps: int, dtype: str, **options) -> None:
     """Load the model, run ``edit(model, ...)``, write the PNGs; bad input becomes a usage error, warnings are
     reported on stderr."""
     from unstatic.models import bundled_model_folder
@@ -50,7 +50,7 @@ def _run(edit, model_dir: Path | None, out: Path, images: int, steps: int, **opt
     progress = _Progress()
     try:
         folder = model_dir or bundled_model_folder()
-        loaded = load_any_model(folder)  # our folders, diffusers folders and single checkpoint files
+        loaded = load_any_model(folder, dtype=weight_dtype(dtype))  # our folders, diffusers folders, single files
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             results = edit(loaded.model, num_images=images, num_inference_steps=steps, callback=progress,
@@ -71,6 +71,7 @@ def _run(edit, model_dir: Path | None, out: Path, images: int, steps: int, **opt
 @_IMAGES
 @_out("img2img.png")
 @_generation_options
+@generation_options("dtype")
 def img2img(image: Path, prompt: str, model_dir: Path | None, out: Path, images: int, steps: int, **options) -> None:
     """Redraw IMAGE with PROMPT, keeping its layout (more of it at lower --strength)."""
     from unstatic.pipelines.img2img import image_to_image
@@ -94,6 +95,7 @@ def img2img(image: Path, prompt: str, model_dir: Path | None, out: Path, images:
 @_IMAGES
 @_out("inpaint.png")
 @_generation_options
+@generation_options("dtype")
 def inpaint(image: Path, prompt: str, mask_path: Path | None, rects: tuple[str, ...], model_dir: Path | None, out: Path,
             images: int, steps: int, **options) -> None:
     """Repaint the masked part of IMAGE with PROMPT (give --mask or --rect)."""
@@ -126,6 +128,7 @@ def inpaint(image: Path, prompt: str, mask_path: Path | None, rects: tuple[str, 
 @_IMAGES
 @_out("outpaint.png")
 @_generation_options
+@generation_options("dtype")
 def outpaint(image: Path, prompt: str, model_dir: Path | None, out: Path, images: int, steps: int, **options) -> None:
     """Extend IMAGE by --left/--right/--top/--bottom pixels and paint the new area with PROMPT."""
     from unstatic.pipelines.outpaint import outpaint as outpaint_image

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from unstatic.denoisers.precondition import Preconditioned
 from unstatic.models.spec import DiffusionSpec
+from unstatic.networks.narrow_weights import input_dtype
 from unstatic.networks.weights import WEIGHTS_NAME, load_model, save_model
 from unstatic.text.registry import FOLDER_TEXT_ENCODERS
 
@@ -66,14 +67,14 @@ class DiffusionModel:
         (Rombach et al. 2022, Sec. 3; scaled by the VAE config's factors), or the images themselves."""
         if self.vae is None:
             return images
-        vae_dtype = next(self.vae.parameters()).dtype
+        vae_dtype = input_dtype(self.vae)
         return self.vae.encode_latents(images.to(vae_dtype)).float()
 
     @torch.no_grad()
     def decode(self, samples: Tensor) -> Tensor:
         """What sampling returns back to images in the data range [-1, 1] (decoded once for latent models)."""
         if self.vae is not None:
-            vae_dtype = next(self.vae.parameters()).dtype
+            vae_dtype = input_dtype(self.vae)
             samples = self.vae.decode_latents(samples.to(vae_dtype)).float()
         return samples.clamp(-1, 1)
 

@@ -104,9 +104,9 @@ def group_norm(x: Tensor, norm: nn.GroupNorm, silu: bool = False) -> Tensor:
 class GroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` on the C kernel for float32 channels-last maps; :meth:`with_silu` fuses the SiLU after it."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        return group_norm(x, self)
+    def forward(self, x: Tensor, silu: bool = False) -> Tensor:
+        return group_norm(x, self, silu)
 
     def with_silu(self, x: Tensor) -> Tensor:
-        """``silu(self(x))`` in one pass each way."""
-        return group_norm(x, self, silu=True)
+        """``silu(self(x))`` in one pass each way (through ``__call__``, so that module hooks see it)."""
+        return self(x, silu=True)

@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from unstatic.networks.embeddings import TimestepEmbedding, timestep_embedding
 from unstatic.networks.group_norm import GroupNorm
 from unstatic.networks.memory_format import activation_format, use_channels_last
+from unstatic.networks.narrow_weights import input_dtype
 from unstatic.networks.unet_added import added_features, added_input_dim, check_added
 from unstatic.networks.unet_blocks import AttentionOptions, DownBlock, MidBlock, ResnetOptions, UpBlock
 from unstatic.networks.unet_config import COND_KEYS, DOWN_BLOCKS, MID_BLOCKS, UP_BLOCKS, UNetConfig
@@ -105,6 +106,10 @@ class UNet(nn.Module):
     def forward(self, x: Tensor, timestep: Tensor | float, cond: Tensor | Mapping[str, Tensor] | None = None) -> Tensor:
         context, class_labels, added = self._split_cond(cond)
         self._check_inputs(x, timestep, context, class_labels, added)
+        # A bf16/fp16 network takes a sampler's float32 x in its own dtype and hands back float32.
+        given, dtype = x.dtype, input_dtype(self.conv_in)
+        if given != dtype and x.is_floating_point():
+            return self.forward(x.to(dtype), timestep, cond).to(given)
         if self.config.center_input_sample:
             x = 2 * x - 1.0
         emb = self.embed(x, timestep, class_labels, added)
@@ -130,7 +135,7 @@ class UNet(nn.Module):
         """The embedding every residual block sees: MLP of the sinusoidal timestep features
         (Ho et al. 2020, Appendix B), plus the class embedding and ``add_embedding(added)`` when configured."""
         cfg = self.config
-        dtype = self.time_embedding.linear_1.weight.dtype
+        dtype = input_dtype(self.time_embedding)
         t = torch.as_tensor(timestep, device=x.device).reshape(-1).expand(x.shape[0])
         features = timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
         emb = self.time_embedding(features.to(dtype))

@@ -4,13 +4,14 @@ checkpoint file; and one for a VAE given on its own (``--vae``)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from unstatic.cpu_features import warn_if_bf16_is_emulated
+from unstatic.cpu_features import native_bf16
 from unstatic.models.folder import (
     SPEC_NAME,
     DiffusionModel,
@@ -36,6 +37,7 @@ from unstatic.models.stable_diffusion.vae_keys import (
     vae_key_map,
     vae_to_original,
 )
+from unstatic.networks.narrow_weights import compute_in_float32
 from unstatic.networks.vae import AutoencoderKL
 from unstatic.networks.weights import (
     CONFIG_NAME,
@@ -46,6 +48,8 @@ from unstatic.networks.weights import (
 
 FORMATS = ("unstatic", "diffusers", "single-file")
 CHECKPOINT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,11 +83,29 @@ def load_any_model(
 ) -> LoadedModel:
     """Load a model in any of :data:`FORMATS`. ``vae`` (any form :func:`load_vae` reads) replaces the model's VAE
     or supplies a missing one; ``prediction`` ("eps"/"v") overrides the stored prediction kind; ``tokenizer`` is a
-    tokenizer folder for single files that carry none."""
-    path = Path(path)
+    tokenizer folder for single files that carry none.
+
+    ``dtype`` is the weights' dtype. bf16 weights on a CPU without bf16 instructions compute in float32
+    (:mod:`unstatic.networks.narrow_weights`): half of float32's weight memory at float32's speed, where bf16
+    arithmetic would be emulated several times slower (``torch.autocast`` still asks for bf16 arithmetic)."""
+    loaded = _load_any_model(Path(path), vae, prediction, tokenizer, dtype, device)
+    if dtype == torch.bfloat16 and torch.device(device or "cpu").type == "cpu" and native_bf16() is False:
+        for module in _torch_modules(loaded.model):
+            compute_in_float32(module)
+        log.info("this CPU has no bf16 instructions: %s keeps its weights in bf16 and computes in float32", path)
+    return loaded
+
+
+def _torch_modules(model: DiffusionModel) -> list[nn.Module]:
+    """The networks of a model: denoiser, VAE and the text encoders' transformers models."""
+    encoder = model.text_encoder
+    encoders = [encoder.first, encoder.second] if hasattr(encoder, "second") else [encoder]
+    text = [e.model for e in encoders if isinstance(getattr(e, "model", None), nn.Module)]
+    return [m for m in (model.network, model.vae, *text) if m is not None]
+
+
+def _load_any_model(path: Path, vae, prediction, tokenizer, dtype, device) -> LoadedModel:
     kind = model_format(path)
-    if dtype == torch.bfloat16:
-        warn_if_bf16_is_emulated(device or "cpu", f"the model {path.name}")
     vae_model = load_vae(vae, dtype=dtype, device=device) if vae is not None else None
     if kind == "single-file":
         model = load_single_file(path, vae=vae_model, prediction=prediction, tokenizer=tokenizer, dtype=dtype, device=device)
