@@ -85,6 +85,22 @@ static int sample_channel_sums(const float *x, const float *centers, double *sum
     return 0;
 }
 
+/* The mean over each group's channels of per-sample channel sums [B, C] divided by count: into group [B, G] and
+ * spread to every channel of the group in channel [B, C]. */
+static void group_means(const double *sums, double count, float *group, float *channel, long B, long C, long G)
+{
+    const long width = C / G;
+    for (long b = 0; b < B; ++b)
+        for (long g = 0; g < G; ++g) {
+            double total = 0.0;
+            for (long c = g * width; c < (g + 1) * width; ++c)
+                total += sums[b * C + c];
+            group[b * G + g] = (float)(total / count);
+            for (long c = g * width; c < (g + 1) * width; ++c)
+                channel[b * C + c] = group[b * G + g];
+        }
+}
+
 /* Returns 0, or 1 when scratch memory could not be allocated (the caller then falls back). */
 int unstatic_group_norm(const float *x, const float *gamma, const float *beta, float *y, float *mean, float *rstd,
                         long B, long P, long C, long G, float eps, int silu, int threads)
@@ -98,29 +114,18 @@ int unstatic_group_norm(const float *x, const float *gamma, const float *beta, f
     if (!failed)
         failed = sample_channel_sums(x, NULL, sums, B, P, C, threads);
     if (!failed) {
-        for (long b = 0; b < B; ++b)
-            for (long g = 0; g < G; ++g) {
-                double total = 0.0;
-                for (long c = g * width; c < (g + 1) * width; ++c)
-                    total += sums[b * C + c];
-                mean[b * G + g] = (float)(total / count);
-                for (long c = g * width; c < (g + 1) * width; ++c)
-                    center[b * C + c] = mean[b * G + g];
-            }
+        group_means(sums, count, mean, center, B, C, G);
         failed = sample_channel_sums(x, center, sums, B, P, C, threads);
     }
     if (!failed) {
+        group_means(sums, count, rstd, scale, B, C, G); /* the biased variance, for now */
         /* y = (x - mean) rstd gamma + beta = x scale + shift, per sample and channel */
+        for (long i = 0; i < B * G; ++i)
+            rstd[i] = (float)(1.0 / sqrt((double)rstd[i] + eps));
         for (long b = 0; b < B; ++b)
-            for (long g = 0; g < G; ++g) {
-                double total = 0.0;
-                for (long c = g * width; c < (g + 1) * width; ++c)
-                    total += sums[b * C + c];
-                rstd[b * G + g] = (float)(1.0 / sqrt(total / count + eps));
-                for (long c = g * width; c < (g + 1) * width; ++c) {
-                    scale[b * C + c] = rstd[b * G + g] * gamma[c];
-                    shift[b * C + c] = beta[c] - mean[b * G + g] * scale[b * C + c];
-                }
+            for (long c = 0; c < C; ++c) {
+                scale[b * C + c] = rstd[b * G + c / width] * gamma[c];
+                shift[b * C + c] = beta[c] - mean[b * G + c / width] * scale[b * C + c];
             }
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (long row = 0; row < B * P; ++row) {
