@@ -58,3 +58,15 @@ def test_runs_uvicorn_on_loopback_by_default_and_warns_when_listening_without_au
     assert calls[-1][1]["host"] == "0.0.0.0" and "without --api-auth" in result.output
     result = CliRunner().invoke(main, ["serve", *model, "--listen", "--api-auth", "u:p"])
     assert "warning" not in result.output
+
+
+def test_dtype_bf16_serves_bf16_weights(model_folders, monkeypatch):
+    import torch
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
+    result = CliRunner().invoke(main, ["serve", "--model", f"t={model_folders['tiny']}", "--dtype", "bf16"])
+    assert result.exit_code == 0, result.output
+    network = calls[-1].state.server.registry.pipeline("t").model.network
+    assert next(network.parameters()).dtype == torch.bfloat16

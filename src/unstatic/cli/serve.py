@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from unstatic.cli.app import main
+from unstatic.cli.generate import generation_options, weight_dtype
 
 LOOPBACK, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
 
@@ -51,8 +52,9 @@ def parse_models(entries: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--queue-size", default=16, type=click.IntRange(1, 10_000),
               help="Jobs that may wait; more are refused with 429.")
 @click.option("--device", default="cpu", help="torch device to run the models on.")
+@generation_options("dtype")
 def serve(model_entries: tuple[str, ...], host: str | None, port: int, listen: bool, api_auth: str | None,
-          api_tokens: tuple[str, ...], queue_size: int, device: str) -> None:
+          api_tokens: tuple[str, ...], queue_size: int, device: str, dtype: str) -> None:
     """Serve models over HTTP: AUTOMATIC1111's /sdapi/v1 API, a job API (/v1/jobs) and a web page at /."""
     try:
         import uvicorn
@@ -74,7 +76,7 @@ def serve(model_entries: tuple[str, ...], host: str | None, port: int, listen: b
     click.echo(f"loading {next(iter(models))} ...", err=True)
     try:
         app = create_app(models, queue_size=queue_size, api_auth=api_auth, api_tokens=api_tokens, device=device,
-                         preload=True)
+                         dtype=weight_dtype(dtype), preload=True)
     except Exception as error:  # the model folder does not load: say why, without a traceback
         raise click.ClickException(str(getattr(error, "detail", error))) from error
     shown = "localhost" if host in (LOOPBACK, ALL_INTERFACES) else host

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,12 +30,14 @@ def create_app(
     api_auth: str | None = None,
     api_tokens: Iterable[str] = (),
     device: str = "cpu",
+    dtype: torch.dtype | None = None,
     preload: bool = False,
 ) -> FastAPI:
     """An app serving ``models`` (name -> model folder; the first is current). ``queue_size`` jobs may wait
     (then 429); ``api_auth`` (``user:pass[,user:pass]``) and ``api_tokens`` enforce credentials when given;
-    ``preload`` loads the current model before the first request."""
-    state = ServerState(ModelRegistry(models, device=device), JobQueue(max_queued=queue_size))
+    ``preload`` loads the current model before the first request; ``dtype`` is the models' weights' dtype (see
+    ``load_any_model``)."""
+    state = ServerState(ModelRegistry(models, device=device, dtype=dtype), JobQueue(max_queued=queue_size))
     if preload:
         state.registry.pipeline()
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from unstatic.pipelines.txt2img import TextToImagePipeline
 from unstatic.sampling.from_model import downsampling_factor
 from unstatic.server.errors import ApiError
@@ -29,11 +31,11 @@ class ModelInfo:
 class ModelRegistry:
     """Named model folders; ``pipeline(name)`` loads a folder once (thread-safe) and keeps it loaded."""
 
-    def __init__(self, folders: Mapping[str, str | Path], device: str = "cpu") -> None:
+    def __init__(self, folders: Mapping[str, str | Path], device: str = "cpu", dtype: torch.dtype | None = None) -> None:
         if not folders:
             raise ValueError("a server needs at least one model")
         self.folders = {name: Path(folder) for name, folder in folders.items()}
-        self.device = device
+        self.device, self.dtype = device, dtype
         self.current = next(iter(self.folders))
         self._pipelines: dict[str, TextToImagePipeline] = {}
         self._lock = threading.Lock()
@@ -65,7 +67,7 @@ class ModelRegistry:
         with self._lock:  # two requests for a cold model load it once
             if name not in self._pipelines:
                 try:
-                    pipe = TextToImagePipeline.from_folder(self.folders[name], device=self.device)
+                    pipe = TextToImagePipeline.from_folder(self.folders[name], device=self.device, dtype=self.dtype)
                 except (OSError, ValueError) as error:
                     raise ApiError(500, "model failed to load", f"model {name!r}: {error}") from error
                 pipe.name = name
