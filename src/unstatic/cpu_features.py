@@ -3,7 +3,9 @@
 bfloat16 is the case that matters: with AVX-512 BF16 or AMX (x86) or the BF16 extension (Arm), PyTorch's bf16
 convolutions and matrix products run about twice as fast as float32; without them every bf16 operation is
 converted to float32 and back, and runs several times *slower* than float32 (measured on a 2-core AMD EPYC with
-AVX2 only: an SD 1.5-shaped U-Net step 7x slower, a training step 10x slower; benchmarks/README.md).
+AVX2 only: an SD 1.5-shaped U-Net step 7x slower, a training step 10x slower; benchmarks/README.md). So a model
+loaded in bf16 on such a CPU computes in float32 on its bf16 weights (``networks/narrow_weights.py``), and a bf16
+training run warns.
 """
 
 from __future__ import annotations
