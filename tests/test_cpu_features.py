@@ -20,11 +20,13 @@ from unstatic.training.trainer import train
 def flags(monkeypatch):
     def set_flags(value, machine="x86_64"):
         cpu_features.native_bf16.cache_clear()
+        cpu_features.native_fp16.cache_clear()
         monkeypatch.setattr(cpu_features, "_cpu_flags", lambda: value)
         monkeypatch.setattr(cpu_features.platform, "machine", lambda: machine)
 
     yield set_flags
     cpu_features.native_bf16.cache_clear()
+    cpu_features.native_fp16.cache_clear()
 
 
 def test_native_bf16_from_the_cpu_flags(flags):
@@ -40,6 +42,18 @@ def test_native_bf16_from_the_cpu_flags(flags):
     assert cpu_features.native_bf16() is False
     flags(None)
     assert cpu_features.native_bf16() is None  # unknown: no warning either
+
+
+def test_native_fp16_from_the_cpu_flags(flags):
+    flags({"avx2", "f16c"})  # F16C converts, it does not compute
+    assert cpu_features.native_fp16() is False and cpu_features.emulates(torch.float16)
+    flags({"avx512f", "avx512_fp16"})
+    assert cpu_features.native_fp16() is True and not cpu_features.emulates(torch.float16)
+    flags({"fp", "asimd", "asimdhp"}, machine="aarch64")
+    assert cpu_features.native_fp16() is True
+    flags(None)
+    assert cpu_features.native_fp16() is None and not cpu_features.emulates(torch.float16)
+    assert not cpu_features.emulates(torch.float32)
 
 
 def test_warns_only_for_emulated_bf16_on_the_cpu(flags):
@@ -78,6 +92,12 @@ def test_a_model_loaded_in_bf16_on_such_a_cpu_computes_in_float32(flags):
         assert out.dtype == torch.float32
         assert torch.equal(out, rounded(x, t, context))
     assert next(model.network.parameters()).dtype == torch.bfloat16  # still stored narrow after the call
+
+
+def test_a_model_loaded_in_float16_on_a_cpu_without_fp16_computes_in_float32(flags):
+    flags({"avx2", "avx512_bf16"})
+    model = load_any_model(bundled_model_folder(), dtype=torch.float16).model
+    assert next(model.network.parameters()).dtype == torch.float16 and computes_in_float32(model.network)
 
 
 def test_a_model_loaded_in_bf16_on_a_bf16_cpu_computes_in_bf16(flags):

@@ -17,6 +17,7 @@ import warnings
 import torch
 
 _X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_X86_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
 
 
 def _cpu_flags() -> set[str] | None:
@@ -40,6 +41,25 @@ def native_bf16() -> bool | None:
     if platform.machine().lower() in ("aarch64", "arm64"):
         return "bf16" in flags
     return any(flag in flags for flag in _X86_BF16_FLAGS)
+
+
+@functools.cache
+def native_fp16() -> bool | None:
+    """Whether the CPU computes float16 natively (AVX-512 FP16 or AMX-FP16; Arm's half-precision SIMD); ``None``
+    when it cannot be told. Without it PyTorch's float16 convolutions are as slow as emulated bf16 ones."""
+    flags = _cpu_flags()
+    if flags is None:
+        return None
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "asimdhp" in flags
+    return any(flag in flags for flag in _X86_FP16_FLAGS)
+
+
+def emulates(dtype: torch.dtype) -> bool:
+    """Whether this CPU would emulate ``dtype`` arithmetic (bf16 or float16 without their instructions); False
+    for other dtypes and when it cannot be told."""
+    native = {torch.bfloat16: native_bf16, torch.float16: native_fp16}.get(dtype)
+    return native is not None and native() is False
 
 
 def warn_if_bf16_is_emulated(device: torch.device | str, what: str) -> bool:

@@ -78,7 +78,7 @@ def _scheduler_option(ctx: click.Context, param: click.Parameter, value: str | N
     return value
 
 
-WEIGHT_DTYPES = {"fp32": None, "bf16": "bfloat16"}  # --dtype: None loads as stored (float16 files widen to float32)
+WEIGHT_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # None: as stored (float16 files widen to float32)
 
 # Options shared by the commands that sample a model, by name, so each command takes the ones it needs.
 _OPTIONS = {
@@ -110,8 +110,9 @@ _OPTIONS = {
     "tokenizer": click.option("--tokenizer", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
                               help="Stable Diffusion single files from elsewhere: a CLIP tokenizer/ folder (they carry none)."),
     "dtype": click.option("--dtype", default="fp32", type=click.Choice(sorted(WEIGHT_DTYPES)),
-                          help="The weights' dtype. bf16 halves the model's memory; it computes in bf16 on GPUs and "
-                               "CPUs with bf16 instructions, in float32 (as fast as fp32) on CPUs without them."),
+                          help="The weights' dtype. bf16 and fp16 halve the model's memory; they compute in that "
+                               "dtype on GPUs and on CPUs with instructions for it, in float32 (as fast as fp32) on "
+                               "CPUs without them."),
 }
 _GENERATION_NAMES = ("model", "sampler", "scheduler", "steps", "seed", "guidance", "negative")
 _GENERATION_OPTIONS = [_OPTIONS[name] for name in _GENERATION_NAMES]

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unstatic.cpu_features import native_bf16
+from unstatic.cpu_features import emulates
 from unstatic.models.folder import (
     SPEC_NAME,
     DiffusionModel,
@@ -85,14 +85,14 @@ def load_any_model(
     or supplies a missing one; ``prediction`` ("eps"/"v") overrides the stored prediction kind; ``tokenizer`` is a
     tokenizer folder for single files that carry none.
 
-    ``dtype`` is the weights' dtype. bf16 weights on a CPU without bf16 instructions compute in float32
-    (:mod:`unstatic.networks.narrow_weights`): half of float32's weight memory at float32's speed, where bf16
-    arithmetic would be emulated several times slower (``torch.autocast`` still asks for bf16 arithmetic)."""
+    ``dtype`` is the weights' dtype. bf16 or float16 weights on a CPU without instructions for them compute in
+    float32 (:mod:`unstatic.networks.narrow_weights`): half of float32's weight memory at float32's speed, where
+    emulated bf16/float16 arithmetic would be several times slower (``torch.autocast`` still asks for it)."""
     loaded = _load_any_model(Path(path), vae, prediction, tokenizer, dtype, device)
-    if dtype == torch.bfloat16 and torch.device(device or "cpu").type == "cpu" and native_bf16() is False:
+    if torch.device(device or "cpu").type == "cpu" and emulates(dtype):
         for module in _torch_modules(loaded.model):
             compute_in_float32(module)
-        log.info("this CPU has no bf16 instructions: %s keeps its weights in bf16 and computes in float32", path)
+        log.info("this CPU has no %s instructions: %s keeps its weights in %s and computes in float32", dtype, path, dtype)
     return loaded
 
 
