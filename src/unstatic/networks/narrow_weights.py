@@ -10,7 +10,8 @@ weights once per call (1.7 GB read, 3.4 GB written) costs a few percent of a flo
 
 The numbers are a float32 model's whose weights were rounded to bf16: activations never round to bf16, unlike
 autocast or a bf16 model, whose every layer output rounds to 8 significant bits. For inference: the widened
-copies are detached, so no gradient reaches the stored weights.
+copies are detached, so no gradient reaches the stored weights; and one call at a time per module, since the
+float32 copies stand in the module's parameter slots while it runs (the server runs one job at a time).
 """
 
 from __future__ import annotations
