@@ -53,12 +53,12 @@ def training_format(device: torch.device, bf16: bool) -> torch.memory_format:
     """The layout to train a U-Net or VAE in: channels-last for float32 on a CPU where our GroupNorm kernel is
     built, NCHW otherwise.
 
-    Measured side by side with diffusers (benchmarks/training_step.py, fp32, 2-core AVX2 CPU): channels-last
-    1.26x vs NCHW 1.15x of diffusers' images/s with the kernel; channels-last oneDNN convolutions are faster
-    forward and backward, but PyTorch's own GroupNorm backward is ~13x slower on channels-last maps, so without
-    the kernel, and under bf16 autocast (its GroupNorm inputs are bf16, which the kernel does not take),
-    NCHW wins: a bf16 step was 0.69x channels-last vs 1.01x NCHW without attention (0.81x vs 0.95x with it).
-    """
+    Measured side by side with diffusers (benchmarks/training_step.py, fp32, 2-core AVX2 CPU, median of three
+    runs): channels-last 1.31x vs NCHW 1.24x of diffusers' images/s with the kernel. Channels-last oneDNN
+    convolutions are faster forward and backward, but PyTorch's own GroupNorm backward is ~13x slower on
+    channels-last maps, so without the kernel, and under bf16 autocast (its GroupNorm inputs are bf16, which the
+    kernel does not take), NCHW wins: a bf16 step was 0.69x channels-last vs 1.01x NCHW without attention (0.81x
+    vs 0.95x with it)."""
     if device.type == "cpu" and not bf16 and native_library() is not None:
         return torch.channels_last
     return torch.contiguous_format
