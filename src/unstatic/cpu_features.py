@@ -32,27 +32,26 @@ def _cpu_flags() -> set[str] | None:
     return None
 
 
-@functools.cache
-def native_bf16() -> bool | None:
-    """Whether the CPU computes bfloat16 natively; ``None`` when it cannot be told (not Linux)."""
+def _native(x86_flags: tuple[str, ...], arm_flag: str) -> bool | None:
     flags = _cpu_flags()
     if flags is None:
         return None
     if platform.machine().lower() in ("aarch64", "arm64"):
-        return "bf16" in flags
-    return any(flag in flags for flag in _X86_BF16_FLAGS)
+        return arm_flag in flags
+    return any(flag in flags for flag in x86_flags)
+
+
+@functools.cache
+def native_bf16() -> bool | None:
+    """Whether the CPU computes bfloat16 natively; ``None`` when it cannot be told (not Linux)."""
+    return _native(_X86_BF16_FLAGS, "bf16")
 
 
 @functools.cache
 def native_fp16() -> bool | None:
     """Whether the CPU computes float16 natively (AVX-512 FP16 or AMX-FP16; Arm's half-precision SIMD); ``None``
     when it cannot be told. Without it PyTorch's float16 convolutions are as slow as emulated bf16 ones."""
-    flags = _cpu_flags()
-    if flags is None:
-        return None
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        return "asimdhp" in flags
-    return any(flag in flags for flag in _X86_FP16_FLAGS)
+    return _native(_X86_FP16_FLAGS, "asimdhp")
 
 
 def emulates(dtype: torch.dtype) -> bool:
