@@ -20,6 +20,7 @@ from PIL import Image
 
 from tests.stable_diffusion.tiny import IMAGE, LATENT, diffusers
 from unstatic.core.spacings import get_sigmas
+from unstatic.networks.cpu_kernel import native_library
 from unstatic.pipelines.inpaint import inpaint_tensors, is_inpainting_model, latent_masks
 from unstatic.pipelines.source_image import image_tensor
 from unstatic.sampling.noise import generators_from_seeds, randn_per_sample
@@ -55,10 +56,13 @@ def reference(folder, model, image: Image.Image, mask: torch.Tensor, strength: f
                                                                     requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     scale = pipe.vae.config.scaling_factor
-    # .contiguous(): diffusers' image processor hands the VAE a channels-last view, and on channels-last maps PyTorch's
-    # CPU GroupNorm loses precision on constant maps, which a fully masked image (all zeros) makes; with eps = 1e-6
-    # its rounding is amplified 1000x (latents 3e-3 off float64, against 1.7e-5 in NCHW and on our kernel).
-    pipe._encode_vae_image = lambda image, generator: pipe.vae.encode(image.contiguous()).latent_dist.mode() * scale
+    # diffusers' image processor hands the VAE a channels-last view, and on channels-last maps PyTorch's CPU
+    # GroupNorm loses precision on constant maps, which a fully masked image (all zeros) makes; with eps = 1e-6 its
+    # rounding is amplified 1000x (latents 3e-3 off float64, against 1.7e-5 in NCHW). Our GroupNorm kernel is
+    # exact there, so with it the reference runs NCHW; without it we run PyTorch's channels-last GroupNorm too.
+    layout = torch.contiguous_format if native_library() is not None else torch.channels_last
+    pipe._encode_vae_image = lambda image, generator: (
+        pipe.vae.encode(image.contiguous(memory_format=layout)).latent_dist.mode() * scale)
     mask_image = Image.fromarray((mask[0] * 255).byte().numpy())
     options = {"generator": torch.Generator().manual_seed(SEED)}
     if strength == 1:  # diffusers starts from noise * init_noise_sigma, sqrt(sigma_max^2 + 1) with leading spacing
