@@ -241,3 +241,24 @@ def test_text_conditioned_training_and_generation(tmp_path):
     assert "Negative prompt: a blob on the right" in images[0].infotext
     with pytest.raises(ValueError, match="cross-attention"):
         train(tiny_config(tmp_path / "no-cross", 'diffusion.conditioning="text"'), dataset=TinyImages(), progress=False)
+
+
+def test_loaded_optimizer_moments_take_their_parameters_layout():
+    """Checkpoints store the AdamW moments contiguous; the fused kernel pairs a channels-last weight with its moments
+    element by element in memory order, so on resume they must be channels-last again (without this the resumed
+    run above is not bit-identical)."""
+    from unstatic.training.trainer import _match_parameter_layouts
+
+    conv = torch.nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(conv.parameters(), fused=True)
+    conv.weight.grad, conv.bias.grad = torch.randn_like(conv.weight), torch.randn_like(conv.bias)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    saved["state"] = {k: {n: v.contiguous() for n, v in s.items()} for k, s in saved["state"].items()}
+    optimizer.load_state_dict(saved)
+    assert optimizer.state[conv.weight]["exp_avg"].stride() != conv.weight.stride()
+    _match_parameter_layouts(optimizer)
+    for name in ("exp_avg", "exp_avg_sq"):
+        moment = optimizer.state[conv.weight][name]
+        assert moment.stride() == conv.weight.stride()
+        assert torch.equal(moment, saved["state"][0][name])

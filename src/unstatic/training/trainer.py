@@ -101,6 +101,17 @@ def _explain_out_of_memory(config: TrainConfig, step: int, per_process: int):
         ) from error
 
 
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimizer moments their parameter's strides: checkpoints store them contiguous (NCHW), and the
+    fused AdamW kernel walks a parameter and its moments as one flat layout, so channels-last weights need
+    channels-last moments."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     """A checkpoint only resumes into the same task, model, diffusion or autoencoder setup and data (other
     settings may change)."""
@@ -151,8 +162,11 @@ class _Run:
         self.network.to(memory_format=training_format(runtime.device, config.precision == "bf16"))
         self.ema = EMA(self.network, config.optim.ema_decay, config.optim.ema_warmup)
         optim = config.optim
+        # fused: one kernel over all parameters (CPU and CUDA): 11 vs 42 ms per step for UNet2DModel (32, 64, 128)'s
+        # 4M parameters on 2 cores
         self.optimizer = torch.optim.AdamW(
-            self.network.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
+            self.network.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay,
+            fused=runtime.device.type in ("cpu", "cuda"),
         )
         self.adversary = self.task.adversary  # None, or a second network with its own optimizer (a discriminator)
         self.step = 0
@@ -178,6 +192,7 @@ class _Run:
         self.network.load_state_dict(weights["model"])
         self.ema.load_state_dict(weights["ema"], state["ema_updates"])
         self.optimizer.load_state_dict(state["optimizer"])
+        _match_parameter_layouts(self.optimizer)
         if self.adversary is not None:
             self.adversary.restore(weights["adversary"], state["adversary_optimizer"])
         ckpt.set_rng_state(state["rng"])
