@@ -62,12 +62,13 @@ def make_folder(folder: Path) -> None:
 
 def run_ours(folder: Path, dtype: torch.dtype, size: int, steps: int, tile: int, float32_compute: bool) -> list[float]:
     from unstatic.models.stable_diffusion import load_any_model
+    from unstatic.models.stable_diffusion.load import model_networks
     from unstatic.networks.narrow_weights import compute_in_float32
     from unstatic.pipelines.generation import run_generation
 
     model = load_any_model(folder, dtype=dtype).model
     if float32_compute:
-        for module in (model.network, model.vae, model.text_encoder.model):
+        for module in model_networks(model):
             compute_in_float32(module)
     if tile:
         decode = model.vae.decode_latents

@@ -117,6 +117,7 @@ def parity(models: dict, forwards: dict, batch) -> None:
                   f"(rel. diff {loss_err:.1e}); grads: max |diff| / max |grad| {overall:.1e}, worst tensor {worst:.1e} "
                   f"({worst_name}); {len(shared)} compared" + (f"; names in only one model: {missing[:4]}" if missing else ""))
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)

@@ -184,8 +184,9 @@ static void block_backward(const float *restrict q, const float *restrict kt, co
 
 /* The backward pass of unstatic_attention, in its layout: out, dout and dq as its out (heads as there), dkt,
  * dvt [G, d, Mp], which the caller zeroes (they are accumulated). q is the scaled query of the forward pass, so
- * dkt comes out multiplied by log2(e) and dq lacks the 1/sqrt(d): the caller rescales. Each thread owns whole heads (g), so the key and value
- * gradients need no synchronisation. Returns 0, or 1 when scratch could not be allocated. */
+ * dkt comes out multiplied by log2(e) and dq lacks the 1/sqrt(d): the caller rescales. Each thread owns whole
+ * heads (g), so the key and value gradients need no synchronisation. Returns 0, or 1 when scratch could not be
+ * allocated. */
 int unstatic_attention_backward(const float *q, const float *kt, const float *vt, const float *out,
                                 const float *dout, const float *row_max, const float *row_inv_sum, float *dq,
                                 float *dkt, float *dvt, long G, long Np, long M, long Mp, long d, long heads,

@@ -90,13 +90,13 @@ def load_any_model(
     emulated bf16/float16 arithmetic would be several times slower (``torch.autocast`` still asks for it)."""
     loaded = _load_any_model(Path(path), vae, prediction, tokenizer, dtype, device)
     if torch.device(device or "cpu").type == "cpu" and emulates(dtype):
-        for module in _torch_modules(loaded.model):
+        for module in model_networks(loaded.model):
             compute_in_float32(module)
         log.info("this CPU has no %s instructions: %s keeps its weights in %s and computes in float32", dtype, path, dtype)
     return loaded
 
 
-def _torch_modules(model: DiffusionModel) -> list[nn.Module]:
+def model_networks(model: DiffusionModel) -> list[nn.Module]:
     """The networks of a model: denoiser, VAE and the text encoders' transformers models."""
     encoder = model.text_encoder
     encoders = [encoder.first, encoder.second] if hasattr(encoder, "second") else [encoder]
