@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import torch
+
 log = logging.getLogger(__name__)
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention_kernel.c", "group_norm_kernel.c"))
@@ -92,3 +94,9 @@ def native_library() -> ctypes.CDLL | None:
     lib.unstatic_group_norm_backward.restype = ctypes.c_int
     lib.unstatic_group_norm_backward.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_long] * 4 + [ctypes.c_int] * 2
     return lib
+
+
+@torch.compiler.assume_constant_result  # torch.compile: a constant, not a ctypes object to trace
+def kernels_available() -> bool:
+    """Whether the C kernels are built and loaded (:func:`native_library` is not ``None``)."""
+    return native_library() is not None

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unstatic.networks.cpu_kernel import native_library
+from unstatic.networks.cpu_kernel import kernels_available
 from unstatic.networks.native_attention import native_attention
 
 FEW_KEYS = 128  # largest key count for the explicit path (measured crossover: 77-128 wins, 256 loses)
@@ -79,7 +79,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     pairs = math.prod(q.shape[:-2]) * n * m
     native = (d <= NATIVE_MAX_HEAD_DIM and v.shape[-1] == d and pairs >= NATIVE_MIN_PAIRS
               and q.dtype != torch.float64)  # it computes in fp32
-    if native and (lib := native_library()) is not None and (out := native_attention(q, k, v, lib)) is not None:
+    if native and kernels_available() and (out := native_attention(q, k, v)) is not None:
         return out
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     if m <= FEW_KEYS and n >= MANY_QUERIES and not needs_grad:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unstatic.networks.cpu_kernel import native_library
+from unstatic.networks.cpu_kernel import kernels_available, native_library
 
 VECTOR = 8  # the kernel's floats per vector: channel counts must be a multiple
 
@@ -42,13 +42,13 @@ def _pointer(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _forward(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, silu: bool, lib):
+def _forward(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, silu: bool) -> tuple[Tensor, Tensor, Tensor]:
     """The kernel's forward pass: the output (in x's strides: the same [B, pixels, C] rows), and each group's mean
     and 1 / std."""
     b, c = x.shape[:2]
     y = torch.empty_like(x)
     mean, rstd = x.new_empty(b, groups), x.new_empty(b, groups)
-    failed = lib.unstatic_group_norm(
+    failed = native_library().unstatic_group_norm(
         _pointer(x), _pointer(weight), _pointer(bias), _pointer(y), _pointer(mean), _pointer(rstd),
         b, x.numel() // (b * c), c, groups, eps, int(silu), torch.get_num_threads(),
     )
@@ -57,41 +57,61 @@ def _forward(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, s
     return y, mean, rstd
 
 
-class _FusedGroupNorm(torch.autograd.Function):
-    """Forward and backward on the kernel; saves the input and each group's mean and 1/std (not the output)."""
+# Training runs the kernel as PyTorch operators, the backward pass as the forward's autograd formula, so that
+# torch.compile calls them as opaque operations instead of breaking its graph at a ctypes call. Inference calls
+# _forward directly, without the dispatcher's per-call cost.
+group_norm_op = torch.library.custom_op("unstatic::group_norm", _forward, mutates_args=())
 
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, silu: bool, lib) -> Tensor:
-        y, mean, rstd = _forward(x, weight, bias, groups, eps, silu, lib)
-        ctx.save_for_backward(x, weight, bias, mean, rstd)
-        ctx.groups, ctx.silu, ctx.lib = groups, silu, lib
-        return y
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dy: Tensor):
-        x, weight, bias, mean, rstd = ctx.saved_tensors
-        b, c = x.shape[:2]
-        dy = dy if dy.stride() == x.stride() else torch.empty_like(x).copy_(dy)  # the kernel reads x's rows
-        dx, dweight, dbias = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(bias)
-        failed = ctx.lib.unstatic_group_norm_backward(
-            _pointer(dy), _pointer(x), _pointer(mean), _pointer(rstd), _pointer(weight), _pointer(bias),
-            _pointer(dx), _pointer(dweight), _pointer(dbias), b, x.numel() // (b * c), c, ctx.groups, int(ctx.silu),
-            torch.get_num_threads(),
-        )
-        if failed:
-            raise MemoryError("the GroupNorm kernel could not allocate its scratch memory")
-        return dx, dweight, dbias, None, None, None, None
+@group_norm_op.register_fake
+def _(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, silu: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(x), x.new_empty(x.shape[0], groups), x.new_empty(x.shape[0], groups)
+
+
+@torch.library.custom_op("unstatic::group_norm_backward", mutates_args=())
+def group_norm_backward_op(
+    dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, rstd: Tensor, groups: int, silu: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients with respect to x, weight and bias (the derivation is in group_norm_kernel.c)."""
+    b, c = x.shape[:2]
+    dy = dy if dy.stride() == x.stride() else torch.empty_like(x).copy_(dy)  # the kernel reads x's rows
+    dx, dweight, dbias = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(bias)
+    failed = native_library().unstatic_group_norm_backward(
+        _pointer(dy), _pointer(x), _pointer(mean), _pointer(rstd), _pointer(weight), _pointer(bias),
+        _pointer(dx), _pointer(dweight), _pointer(dbias), b, x.numel() // (b * c), c, groups, int(silu),
+        torch.get_num_threads(),
+    )
+    if failed:
+        raise MemoryError("the GroupNorm kernel could not allocate its scratch memory")
+    return dx, dweight, dbias
+
+
+@group_norm_backward_op.register_fake
+def _(dy, x, weight, bias, mean, rstd, groups, silu):
+    return torch.empty_like(x), torch.empty_like(weight), torch.empty_like(bias)
+
+
+def _save_for_backward(ctx, inputs, output) -> None:
+    """Saves the input and each group's mean and 1/std (not the output)."""
+    x, weight, bias, ctx.groups, _, ctx.silu = inputs
+    _, mean, rstd = output
+    ctx.save_for_backward(x, weight, bias, mean, rstd)
+
+
+def _group_norm_gradients(ctx, dy: Tensor, _dmean: Tensor, _drstd: Tensor):
+    return *group_norm_backward_op(dy, *ctx.saved_tensors, ctx.groups, ctx.silu), None, None, None
+
+
+group_norm_op.register_autograd(_group_norm_gradients, setup_context=_save_for_backward)
 
 
 def group_norm(x: Tensor, norm: nn.GroupNorm, silu: bool = False) -> Tensor:
     """``norm(x)``, or ``silu(norm(x))`` with ``silu``: on the C kernel where it applies, else PyTorch's."""
-    if _kernel_applies(x, norm) and (lib := native_library()) is not None:
+    if _kernel_applies(x, norm) and kernels_available():
         # under autocast the kernel's float32 in and out is what autocast gives GroupNorm anyway
-        args = (x, norm.weight.contiguous(), norm.bias.contiguous(), norm.num_groups, norm.eps, silu, lib)
-        if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad or norm.bias.requires_grad):
-            return _FusedGroupNorm.apply(*args)
-        return _forward(*args)[0]  # inference: without the autograd function's ~50 us per call
+        args = (x, norm.weight.contiguous(), norm.bias.contiguous(), norm.num_groups, norm.eps, silu)
+        training = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad or norm.bias.requires_grad)
+        return (group_norm_op if training or torch.compiler.is_compiling() else _forward)(*args)[0]
     training = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad)
     if training and x.device.type == "cpu" and x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(
             memory_format=torch.channels_last):
