@@ -15,6 +15,7 @@ from unstatic.evaluation.fidelity import (
     ReadScene,
     fidelity_report,
     matches,
+    mismatch,
     prompt_set,
     read_scenes,
     wilson_interval,
@@ -53,6 +54,30 @@ def test_matches_hand_built_cases():
     assert not matches(missing, SCENE)
     wrong_size = ReadScene((dataclasses.replace(right.objects[0], size="small"), right.objects[1]))
     assert matches(wrong_size, SCENE) and not matches(wrong_size, SCENE, check_size=True)
+
+
+def test_mismatch_names_the_first_failure():
+    """SCENE: a red circle in (0, 0) and a blue star in (2, 1)."""
+    right = read_of(SCENE)
+    circle, star = right.objects
+
+    def read(*objects):
+        return ReadScene(objects)
+
+    above = Caption("a red circle above a blue star", "{o1} {r12} {o2}", "train", claims=((0, "above", 1),))
+    assert mismatch(right, SCENE) is None and mismatch(right, SCENE, caption=above) is None
+    assert mismatch(read(circle), SCENE) == "count"
+    assert mismatch(read(circle, star, ReadObject((1, 1), "ring", "green", "small")), SCENE) == "count"
+    assert mismatch(read(dataclasses.replace(circle, shape="heart"), star), SCENE) == "shape"
+    assert mismatch(read(circle, dataclasses.replace(star, colour="red")), SCENE) == "colour"
+    swapped = read(dataclasses.replace(circle, colour="blue"), dataclasses.replace(star, colour="red"))
+    assert mismatch(swapped, SCENE, caption=above) == "binding"  # both colours there, on the wrong shapes
+    below = read(dataclasses.replace(circle, cell=(2, 2)), star)
+    assert mismatch(below, SCENE, caption=above) == "placement"
+    small = read(dataclasses.replace(circle, size="small"), star)
+    assert mismatch(small, SCENE) is None and mismatch(small, SCENE, check_size=True) == "size"
+    for case in (read(circle), swapped, below):
+        assert matches(case, SCENE, caption=above) is (mismatch(case, SCENE, caption=above) is None)
 
 
 def test_matches_only_what_the_caption_states():
@@ -150,6 +175,9 @@ def test_fidelity_report_groups(reader):
     assert report["single"]["total"] == 25 and report["all"]["total"] == 60
     assert report["single"]["fraction"] >= 0.95 and report["relation"]["fraction"] >= 0.9
     assert report["noise"]["fraction"] <= 0.1
+    for entry in report.values():  # every image that did not match has one reason
+        assert sum(entry["failures"].values()) == entry["total"] - entry["matched"]
+    assert report["noise"]["failures"].get("count", 0) >= 5  # noise mostly reads as the wrong number of objects
     entry = report["all"]
     assert entry["low"] <= entry["fraction"] <= entry["high"]
     assert math.isclose(entry["fraction"], entry["matched"] / entry["total"])

@@ -100,6 +100,8 @@ def test_perfect_generator_reaches_the_ceiling_and_noise_does_not(kind, reader):
         assert report.diversity.generated == pytest.approx(0, abs=1e-6)  # it ignores the seed: no variety at all
     else:
         assert every.fraction <= 0.1 and report.frechet > 2 * report.floor
+        assert sum(every.failures.values()) == every.total - every.matched
+        assert "why the others failed" in report.format_table()
     # image i of each set is seeded settings.seed + i, whatever the batch
     main, spread = fake.calls[:6], fake.calls[6:]  # 40 prompts in batches of 7, then 6 diversity images
     for calls, total in [(main, 40), (spread, 6)]:

@@ -64,25 +64,45 @@ def read_scenes(reader: ShapesReader, images: Tensor, batch_size: int = 512) -> 
     return scenes
 
 
-def matches(read: ReadScene, scene: Scene, check_size: bool = False, caption: Caption | None = None) -> bool:
-    """True when ``read`` shows what ``caption`` says of ``scene``: the same objects (shapes and colours, and
-    sizes if asked; nothing extra), those the caption places in their cells, and the relations it states between
-    the cells where they were read. With no caption, every object must be in its scene cell."""
+FAILURES = ("count", "shape", "colour", "size", "binding", "placement")
+"""Why an image does not match, in the order :func:`mismatch` checks: ``count``, another number of objects than
+asked for (one missing, two merged, one extra); ``shape`` and ``colour``, a shape or colour that was not asked for
+(or one asked for missing) with the count right; ``size`` likewise (only when sizes are checked); ``binding``, every
+shape and colour asked for is there but paired differently (the red circle drawn blue and the blue square red);
+``placement``, the right objects in the wrong cells or relation."""
+
+
+def mismatch(read: ReadScene, scene: Scene, check_size: bool = False, caption: Caption | None = None) -> str | None:
+    """``None`` when ``read`` shows what ``caption`` says of ``scene`` (see :func:`matches`), else the first of
+    :data:`FAILURES` that keeps it from matching."""
     wanted, found = scene.objects, read.objects
     if len(found) != len(wanted):
-        return False
+        return "count"
+    for attribute in ("shape", "colour", "size") if check_size else ("shape", "colour"):
+        if sorted(getattr(o, attribute) for o in found) != sorted(getattr(w, attribute) for w in wanted):
+            return attribute
     placed = range(len(wanted)) if caption is None else caption.placed
     claims = () if caption is None else caption.claims
 
     def same(a, b) -> bool:
         return (a.shape, a.colour) == (b.shape, b.colour) and (not check_size or a.size == b.size)
 
-    for order in permutations(found):  # at most 3 objects: try every pairing of read objects with wanted ones
-        if all(same(o, w) for o, w in zip(order, wanted)) \
-                and all(tuple(order[i].cell) == tuple(wanted[i].cell) for i in placed) \
+    # at most 3 objects: try every pairing of read objects with wanted ones
+    pairings = [order for order in permutations(found) if all(same(o, w) for o, w in zip(order, wanted))]
+    if not pairings:
+        return "binding"
+    for order in pairings:
+        if all(tuple(order[i].cell) == tuple(wanted[i].cell) for i in placed) \
                 and all(name in cell_relation(order[i].cell, order[j].cell) for i, name, j in claims):
-            return True
-    return False
+            return None
+    return "placement"
+
+
+def matches(read: ReadScene, scene: Scene, check_size: bool = False, caption: Caption | None = None) -> bool:
+    """True when ``read`` shows what ``caption`` says of ``scene``: the same objects (shapes and colours, and
+    sizes if asked; nothing extra), those the caption places in their cells, and the relations it states between
+    the cells where they were read. With no caption, every object must be in its scene cell."""
+    return mismatch(read, scene, check_size, caption) is None
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -107,18 +127,20 @@ def fidelity_report(
     """Fraction of ``images`` matching their ``scenes`` (as their ``captions`` describe them, if given; see
     :func:`matches`), per group name (one per image), plus ``"all"``.
 
-    Each entry is ``{"matched", "total", "fraction", "low", "high"}``, the last two a 95 % Wilson interval."""
+    Each entry is ``{"matched", "total", "fraction", "low", "high", "failures"}``: ``low`` and ``high`` a 95 %
+    Wilson interval, ``failures`` the count of each of :data:`FAILURES` among the images that did not match."""
     captions = [None] * len(scenes) if captions is None else list(captions)
     if not len(images) == len(scenes) == len(groups) == len(captions):
         raise ValueError(f"images, scenes, groups (and captions) must have one entry each, got {len(images)}, "
                          f"{len(scenes)}, {len(groups)}, {len(captions)}")
-    hits = [matches(r, s, check_size, c) for r, s, c in zip(read_scenes(reader, images), scenes, captions)]
+    reasons = [mismatch(r, s, check_size, c) for r, s, c in zip(read_scenes(reader, images), scenes, captions)]
     report = {}
     for name in [*dict.fromkeys(groups), "all"]:
-        chosen = [h for h, g in zip(hits, groups) if name in ("all", g)]
-        low, high = wilson_interval(sum(chosen), len(chosen))
-        report[name] = {"matched": sum(chosen), "total": len(chosen), "fraction": sum(chosen) / len(chosen),
-                        "low": low, "high": high}  # fmt: skip
+        chosen = [reason for reason, g in zip(reasons, groups) if name in ("all", g)]
+        matched = chosen.count(None)
+        low, high = wilson_interval(matched, len(chosen))
+        report[name] = {"matched": matched, "total": len(chosen), "fraction": matched / len(chosen), "low": low,
+                        "high": high, "failures": {kind: chosen.count(kind) for kind in FAILURES if kind in chosen}}
     return report
 
 

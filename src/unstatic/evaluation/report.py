@@ -18,14 +18,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from unstatic.core.spacings import resolve_spacing
-from unstatic.evaluation.fidelity import GROUPS, fidelity_report, prompt_set
+from unstatic.evaluation.fidelity import FAILURES, GROUPS, fidelity_report, prompt_set
 from unstatic.evaluation.frechet import caption_variants, diversity, extract_features, frechet_distance
 from unstatic.evaluation.shapes_reader import (
     ShapesReader,
@@ -106,7 +106,8 @@ class EvaluationSettings:
 @dataclass(frozen=True)
 class GroupScore:
     """Fidelity of one prompt group (or ``"all"``): matched images, their fraction with a 95 % Wilson interval
-    ``[low, high]``, and the perfect generator's fraction on the same prompts (``ceiling``)."""
+    ``[low, high]``, the perfect generator's fraction on the same prompts (``ceiling``), and why the other images
+    failed (``failures``: how many of each of :data:`~unstatic.evaluation.fidelity.FAILURES`)."""
 
     group: str
     matched: int
@@ -115,6 +116,7 @@ class GroupScore:
     low: float
     high: float
     ceiling: float
+    failures: dict[str, int] = field(default_factory=dict)  # reports saved before it was added have none
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class QualityReport:
         for r in self.scores:
             lines.append(f"{r.group:12s} {r.matched:5d}/{r.total:<3d} {r.fraction:8.1%}  "
                          f"{f'[{r.low:.1%}, {r.high:.1%}]':16s} {r.ceiling:7.1%}")  # fmt: skip
+        lines += self._failure_lines()
         lines += ["", f"Fréchet distance (reader features) to renders of the same scenes: {self.frechet:.1f}; "
                       f"perfect-generator floor at n={images}: {self.floor:.1f}"]  # fmt: skip
         if self.diversity:
@@ -176,6 +179,19 @@ class QualityReport:
                          f"data {d.reference:.3f}, ratio {d.ratio:.2f}")  # fmt: skip
         lines.append("ceiling and floor: what renders of scenes each caption describes equally well score")
         return "\n".join(lines)
+
+    def _failure_lines(self) -> list[str]:
+        """Why images failed, per group: the first mismatch of each (``fidelity.FAILURES``), the kinds that occur."""
+        kinds = [kind for kind in FAILURES if any(r.failures.get(kind) for r in self.scores)]
+        if not kinds:
+            return []
+        widths = [max(len(kind), 5) for kind in kinds]
+        lines = ["", "why the others failed (the first mismatch of each image: count of objects, shape, colour, "
+                     "binding = right shapes and colours paired wrongly, placement = cell or relation)",
+                 f"{'prompts':12s} " + " ".join(f"{kind:>{w}s}" for kind, w in zip(kinds, widths))]  # fmt: skip
+        for r in self.scores:
+            lines.append(f"{r.group:12s} " + " ".join(f"{r.failures.get(kind, 0):{w}d}" for kind, w in zip(kinds, widths)))
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; :meth:`from_dict` reads it back into an equal report."""
