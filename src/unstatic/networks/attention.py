@@ -79,8 +79,18 @@ class GEGLU(nn.Module):
         self.proj = nn.Linear(dim_in, dim_out * 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden, gate = self.proj(x).chunk(2, dim=-1)
-        return hidden * F.gelu(gate)
+        proj = self.proj
+        if type(proj) is not nn.Linear or proj._forward_pre_hooks or proj._forward_hooks:
+            hidden, gate = proj(x).chunk(2, dim=-1)  # through the module: its hooks (bf16 weights) must run
+            return hidden * F.gelu(gate)
+        # The two halves as two products: GELU and the product run on contiguous tensors rather than on the strided
+        # halves of one, ~2x faster for GELU; with the products, 20.4 vs 24.4 ms for 12,800 tokens x 64 -> 2 x 256
+        # (the bundled model's 16x16 level at batch 50), 3.0 vs 3.7 ms for 2,048 tokens (benchmarks/networks.py).
+        inner = proj.out_features // 2
+        bias = (None, None) if proj.bias is None else (proj.bias[:inner], proj.bias[inner:])
+        gate = F.gelu(F.linear(x, proj.weight[inner:], bias[1]))
+        hidden = F.linear(x, proj.weight[:inner], bias[0])
+        return hidden * gate if torch.is_grad_enabled() else gate.mul_(hidden)
 
 
 class GELU(nn.Module):
