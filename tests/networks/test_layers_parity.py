@@ -81,3 +81,33 @@ def test_timestep_embedding_matches(flip, shift):
     e = torch.randn(3, 32)
     with torch.no_grad():
         torch.testing.assert_close(ours(e), reference(e))
+
+
+def test_geglu_matches_in_values_and_gradients_and_runs_hooks_on_its_projection():
+    """Our GEGLU multiplies with the two halves of the projection's weight separately (faster on CPU); a hook on
+    ``proj`` sends it through the module call instead, which must run the hook and give the same numbers."""
+    from diffusers.models.activations import GEGLU as Reference
+
+    from unstatic.networks.attention import GEGLU
+
+    reference = perturb_parameters(Reference(16, 24))
+    ours = GEGLU(16, 24)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 7, 16)
+    grads = []
+    for hooked in (False, True):
+        calls = []
+        handle = ours.proj.register_forward_hook(lambda *args: calls.append(1)) if hooked else None
+        leaf = x.clone().requires_grad_()
+        out = ours(leaf)
+        torch.testing.assert_close(out, reference(x), rtol=0, atol=1e-5)
+        out.square().sum().backward()
+        grads.append((leaf.grad, ours.proj.weight.grad.clone()))
+        ours.zero_grad()
+        assert len(calls) == int(hooked)
+        if handle is not None:
+            handle.remove()
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

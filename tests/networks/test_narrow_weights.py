@@ -49,6 +49,27 @@ def test_float32_arithmetic_on_rounded_weights(narrow):
     assert all(isinstance(p, nn.Parameter) for p in model.parameters())
 
 
+def test_a_module_reading_its_childs_weights_is_hooked_itself():
+    """GEGLU multiplies with its projection's weight directly (two halves, not one call of ``proj``): the hooks
+    sit on GEGLU and widen ``proj``'s parameters, so it keeps that path and gives the float32 model's numbers."""
+    from unstatic.networks.attention import FeedForward
+
+    torch.manual_seed(0)
+    reference = FeedForward(16)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    model = FeedForward(16)
+    model.load_state_dict(reference.state_dict())
+    compute_in_float32(model.to(torch.bfloat16))
+    geglu = model.net[0]
+    assert len(geglu._forward_pre_hooks) == 1 and not geglu.proj._forward_pre_hooks and not geglu.proj._forward_hooks
+    x = torch.randn(3, 5, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    assert geglu.proj.weight.dtype == torch.bfloat16 and isinstance(geglu.proj.weight, nn.Parameter)
+
+
 def test_a_failing_forward_puts_the_narrow_weights_back():
     model = compute_in_float32(Small().to(torch.bfloat16))
     with pytest.raises(RuntimeError):

@@ -3,7 +3,8 @@
 On a CPU without bf16 instructions PyTorch emulates every bf16 operation, several times slower than float32
 (``unstatic.cpu_features``), so a model loaded in bf16 to save memory would run 7-10x slower there.
 :func:`compute_in_float32` keeps the narrow weights as they are and lets each layer compute in float32: just
-before a module with parameters of its own runs, its narrow parameters are widened to float32 copies and its
+before a module with parameters of its own runs (or a module that reads its submodules' parameters directly, with
+those), its narrow parameters are widened to float32 copies and its
 narrow floating-point inputs cast to float32; right after it runs (or fails), the narrow weights are put back.
 Only one layer's float32 copy exists at a time (SD 1.5's largest is 13 MB), and widening the whole U-Net's
 weights once per call (1.7 GB read, 3.4 GB written) costs a few percent of a float32 forward pass on a CPU.
@@ -33,24 +34,40 @@ def _widen(value: Any) -> Any:
     return value
 
 
+def _float32_slots(module: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """The narrow parameters a module's forward reads: its own, or with ``reads_child_parameters`` (a class
+    attribute, e.g. GEGLU's, which reads its projection's weight directly) also those of its submodules."""
+    owners = module.modules() if getattr(module, "reads_child_parameters", False) else (module,)
+    return [(owner, name, p) for owner in owners for name, p in owner._parameters.items()
+            if p is not None and p.dtype in NARROW]  # fmt: skip
+
+
 def _before(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    narrow = {name: p for name, p in module._parameters.items() if p is not None and p.dtype in NARROW}
+    narrow = _float32_slots(module)
     module._unstatic_narrow = narrow
-    for name, p in narrow.items():
+    for owner, name, p in narrow:
         # a plain tensor in _parameters: attribute access returns it as it would the Parameter
-        module._parameters[name] = p.detach().float()
+        owner._parameters[name] = p.detach().float()
     return _widen(args), {k: _widen(v) for k, v in kwargs.items()}
 
 
 def _after(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-    module._parameters.update(module.__dict__.pop("_unstatic_narrow", {}))
+    for owner, name, p in module.__dict__.pop("_unstatic_narrow", ()):
+        owner._parameters[name] = p
 
 
 def compute_in_float32(module: nn.Module) -> nn.Module:
     """Make ``module`` (whose floating-point parameters may be bf16 or float16) compute in float32, keeping its
     parameters as stored. Idempotent; returns ``module``."""
-    for sub in module.modules():
-        if getattr(sub, _MARK, False) or not any(p is not None for p in sub._parameters.values()):
+    covered: set[int] = set()  # submodules of a module whose hooks widen their parameters too
+    for sub in module.modules():  # parents before their children
+        if id(sub) in covered:
+            continue
+        if getattr(sub, "reads_child_parameters", False):
+            covered.update(id(m) for m in sub.modules() if m is not sub)
+        elif not any(p is not None for p in sub._parameters.values()):
+            continue
+        if getattr(sub, _MARK, False):
             continue
         sub.register_forward_pre_hook(_before, with_kwargs=True)
         sub.register_forward_hook(_after, with_kwargs=True, always_call=True)
