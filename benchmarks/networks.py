@@ -2,8 +2,10 @@
 
 For each case the diffusers model is built with random weights, saved with ``save_pretrained`` and loaded
 into unstatic through the diffusers importers, so both run the same weights on the same inputs. Prints ms per
-forward (median of interleaved repetitions), GFLOP/s, fraction of this machine's measured ceiling (3x3 conv:
-480 GFLOP/s fp32, 946 bf16; shared/REFERENCES.md) and unstatic's relative error against diffusers fp32.
+forward (median of interleaved repetitions), GFLOP/s, fraction of this machine's ceiling (the rate of a large
+3x3 convolution, measured at the start of the run: 480 GFLOP/s fp32 and 946 bf16 on the 2-core AVX-512 machine
+of shared/REFERENCES.md, 77 fp32 on the 2-core AVX2 EPYC of 2026-12) and unstatic's relative error against
+diffusers fp32.
 
     .venv/bin/python -m benchmarks.networks [--budget SECONDS_PER_CASE] [--only NAME_PART] [--fp32-only]
 """
@@ -22,7 +24,21 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from unstatic.networks import load_diffusers_unet, load_diffusers_vae
 
-CEILING_GFLOPS = {"fp32": 480.0, "bf16": 946.0}
+CEILING_GFLOPS = {"fp32": 480.0, "bf16": 946.0}  # replaced by measure_ceilings() at the start of a run
+
+
+def measure_ceilings(modes: tuple[str, ...], budget: float = 2.0) -> dict[str, float]:
+    """GFLOP/s of a 3x3 convolution big enough to run at oneDNN's peak (256 -> 256 channels, 32x32, batch 8):
+    what the networks' convolutions could reach on this machine, per mode."""
+    x, conv = torch.randn(8, 256, 32, 32).to(memory_format=torch.channels_last), torch.nn.Conv2d(256, 256, 3, padding=1)
+    conv = conv.to(memory_format=torch.channels_last)
+    gflop = 2 * 8 * 32 * 32 * 256 * 256 * 9 / 1e9
+    rates = {}
+    with torch.inference_mode():
+        for mode in modes:
+            model, inputs = (conv, x) if mode == "fp32" else (_to_bf16(conv), x.to(torch.bfloat16))
+            rates[mode] = gflop / (_median_ms(lambda: model(inputs), budget) / 1e3)
+    return rates
 
 
 def small_conditional_unet():
@@ -141,6 +157,10 @@ def main() -> None:
     parser.add_argument("--fp32-only", action="store_true", help="skip the bf16 mode (slow where the CPU has no bf16 instructions)")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    measured = measure_ceilings(("fp32",) if args.fp32_only else ("fp32", "bf16"))
+    CEILING_GFLOPS.update(measured)
+    print("ceiling (3x3 conv, 256 -> 256 channels, 32x32, batch 8): "
+          + ", ".join(f"{mode} {rate:.0f} GFLOP/s" for mode, rate in measured.items()), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for name, run_ref, run_ours, reference, ours, inputs in _cases(Path(tmp)):
