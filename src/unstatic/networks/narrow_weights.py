@@ -3,9 +3,9 @@
 On a CPU without bf16 instructions PyTorch emulates every bf16 operation, several times slower than float32
 (``unstatic.cpu_features``), so a model loaded in bf16 to save memory would run 7-10x slower there.
 :func:`compute_in_float32` keeps the narrow weights as they are and lets each layer compute in float32: just
-before a module with parameters of its own runs (or a module that reads its submodules' parameters directly, with
-those), its narrow parameters are widened to float32 copies and its
-narrow floating-point inputs cast to float32; right after it runs (or fails), the narrow weights are put back.
+before a module with parameters of its own runs (or one that reads its submodules' parameters directly, with
+theirs), its narrow parameters are widened to float32 copies and its narrow floating-point inputs cast to
+float32; right after it runs (or fails), the narrow weights are put back.
 Only one layer's float32 copy exists at a time (SD 1.5's largest is 13 MB), and widening the whole U-Net's
 weights once per call (1.7 GB read, 3.4 GB written) costs a few percent of a float32 forward pass on a CPU.
 

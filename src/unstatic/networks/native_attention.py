@@ -47,8 +47,9 @@ def _kernel_inputs(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Ten
     n_pad, m_pad, d_pad = -(-n // rows) * rows, -(-m // keys) * keys, d + d % 2
     heads = q.shape[1] if q.ndim == 4 else 1
     batch = math.prod(q.shape[:-2]) // heads
-    # one pass over q whatever its strides (the heads of a projection's output are a transposed view); a 16-bit q
-    # is widened first: its product would be rounded before it reaches float32
+    # the product keeps q's strides (the heads of a projection's output are a transposed view) and .contiguous()
+    # lays it out as rows: two passes over a small tensor, ~1 % of the kernel's time; a 16-bit q is widened first,
+    # as its product would be rounded before it reaches float32
     qs = q.to(torch.float32).mul(LOG2E / math.sqrt(d)).reshape(batch, heads, n, d)
     kt, vt = (x.to(torch.float32).reshape(batch, heads, m, d).transpose(-1, -2) for x in (k, v))
     if (n_pad, d_pad) != (n, d):
