@@ -44,3 +44,4 @@ def test_generate_uses_the_bundled_model_by_default(tmp_path):
     assert image.size == (32, 32) and image.mode == "RGB"
     parameters = read_png_parameters(out)
     assert f"Model: {BUNDLED_MODEL}" in parameters and "Seed: 5" in parameters
+    assert "CFG scale: 4," in parameters  # its own default guidance (its README: 2.5-4 best, 5 and up worse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -34,6 +35,14 @@ def test_seeds_make_each_image_reproducible_alone():
     pixels = [np.asarray(r.image, dtype=np.int16) for r in (alone, batch[3], batch[0], batch[1])]
     assert np.abs(pixels[0] - pixels[1]).max() <= 1  # same picture, up to rounding to 8 bits
     assert np.abs(pixels[2] - pixels[3]).max() > 10  # different seeds, different pictures
+
+
+@pytest.mark.parametrize(("model_default", "given", "used"), [(0.0, None, 5), (3.0, None, 3), (3.0, 1.5, 1.5)])
+def test_guidance_defaults_to_the_models_own_then_to_5(model_default, given, used):
+    model = _model()
+    model = DiffusionModel(model.network, dataclasses.replace(model.spec, default_guidance=model_default))
+    result = text_to_image(model, "square", seed=7, num_inference_steps=1, guidance_scale=given)[0]
+    assert f"CFG scale: {used:g}," in result.infotext
 
 
 def test_png_carries_a1111_parameters(tmp_path):

@@ -60,10 +60,12 @@ def test_sizes_are_in_pixels(loaded):
 def test_version_1_specs_load_with_pixel_space_defaults():
     old = {"type": "diffusion", "version": 1, "prediction": "eps", "schedule": {"kind": "discrete"}, "image_size": 32}
     spec = DiffusionSpec.from_dict(old)
-    assert (spec.latent, spec.clip_skip, spec.default_scheduler) == (False, 1, "")
+    assert (spec.latent, spec.clip_skip, spec.default_scheduler, spec.default_guidance) == (False, 1, "", 0.0)
     saved = spec.to_dict()
-    assert saved["version"] == 2 and DiffusionSpec.from_dict(json.loads(json.dumps(saved))) == spec
+    assert saved["version"] == 3 and DiffusionSpec.from_dict(json.loads(json.dumps(saved))) == spec
     assert DiffusionSpec(default_scheduler="DDIM").default_scheduler == "ddim_uniform"  # A1111 names resolve
+    with pytest.raises(ValueError, match="default_guidance"):
+        DiffusionSpec(default_guidance=0.5)
 
 
 def test_bf16_weights_computing_in_float32_generate_as_rounded_float32_weights(sd_folders, monkeypatch):

@@ -94,8 +94,9 @@ _OPTIONS = {
     "steps": click.option("--steps", default=20, type=click.IntRange(1, 1000)),
     "seed": click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1),
                          help="Seed of the first image (image i uses seed + i); default: random."),
-    "guidance": click.option("--guidance", "guidance_scale", default=5.0, type=float,
-                             help="Classifier-free guidance scale (1 = off)."),
+    "guidance": click.option("--guidance", "guidance_scale", default=None, type=float,
+                             help="Classifier-free guidance scale (1 = off); default: the model's own (4 for the "
+                                  "bundled model), else 5."),
     "negative": click.option("--negative", "negative_prompt", default="", help="Negative prompt (text models)."),
     "width": click.option("--width", default=None, type=click.IntRange(1, 8192),
                           help="Image width in pixels; default: the model's training size."),

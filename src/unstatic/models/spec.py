@@ -72,12 +72,15 @@ class DiffusionSpec:
     tokenizer in the model folder (``text_encoder/``, ``tokenizer/``), read with ``clip_skip`` (A1111 counting,
     1 = last layer). ``default_scheduler`` is the sigma spacing used when a caller names none (an imported
     checkpoint's own, e.g. ``ddim_uniform`` for SD's leading spacing with ``steps_offset=1``); empty: karras.
+    ``default_guidance`` is the classifier-free guidance scale used when a caller names none, for models whose
+    measured best differs from the pipelines' general default (``DEFAULT_GUIDANCE`` in
+    :mod:`unstatic.pipelines.generation`); 0: that default.
 
-    Version 2 added ``latent``, ``clip_skip`` and ``default_scheduler``; version-1 files load with their
-    defaults (pixel space, clip_skip 1, karras)."""
+    Version 2 added ``latent``, ``clip_skip`` and ``default_scheduler``, version 3 ``default_guidance``; older
+    files load with their defaults (pixel space, clip_skip 1, karras, the general guidance)."""
 
     TYPE: ClassVar[str] = "diffusion"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     prediction: str = "edm"
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
@@ -92,6 +95,7 @@ class DiffusionSpec:
     latent: bool = False
     clip_skip: int = 1
     default_scheduler: str = ""
+    default_guidance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -108,6 +112,9 @@ class DiffusionSpec:
             raise ValueError(f"clip_skip must be at least 1 (1 = the last layer), got {self.clip_skip}")
         if self.default_scheduler:
             object.__setattr__(self, "default_scheduler", resolve_spacing(self.default_scheduler))
+        if not (self.default_guidance == 0 or self.default_guidance >= 1):
+            raise ValueError(f"default_guidance must be at least 1 (1 = no guidance), or 0 for the pipelines' default; "
+                             f"got {self.default_guidance}")
 
     @property
     def null_class(self) -> int:

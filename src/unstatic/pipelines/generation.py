@@ -28,6 +28,7 @@ from unstatic.sampling.progress import Callback
 from unstatic.sampling.registry import SAMPLERS, resolve_sampler
 
 MAX_SEED = 2**32 - 1
+DEFAULT_GUIDANCE = 5.0  # the guidance scale when neither the caller nor the model's spec names one
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def run_generation(
     *,
     negative_prompt: str = "",
     num_inference_steps: int = 20,
-    guidance_scale: float = 5.0,
+    guidance_scale: float | None = None,
     sampler: str = "dpmpp_2m",
     scheduler: str | None = None,
     seed: int | None = None,
@@ -73,7 +74,8 @@ def run_generation(
     **edit: Any,
 ) -> tuple[Tensor, list[str], int, dict[str, Any]]:
     """Sample ``init`` edited (``[C, H, W]`` at a size the model takes), or from scratch when it is None (txt2img):
-    ``num_images`` per prompt, image i with seed ``seed + i``. ``edit`` goes to ``sample_model`` (wrappers,
+    ``num_images`` per prompt, image i with seed ``seed + i``; ``guidance_scale`` None: the model's default
+    (``spec.default_guidance``), else :data:`DEFAULT_GUIDANCE`. ``edit`` goes to ``sample_model`` (wrappers,
     resampling, height and width). Returns the images ``[N, C, H, W]``, the prompt of each, the first seed and
     the A1111-style parameters."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -87,6 +89,8 @@ def run_generation(
     rows = [p for p in prompts for _ in range(num_images)]
     name, implied = resolve_sampler(sampler)
     scheduler = scheduler or implied or model.spec.default_scheduler or "karras"
+    if guidance_scale is None:
+        guidance_scale = model.spec.default_guidance or DEFAULT_GUIDANCE
     init, edit = _to_model_space(model, init, edit)
     samples = sample_model(
         model, len(rows), sampler=name, steps=num_inference_steps, scheduler=scheduler, seed=seed,
