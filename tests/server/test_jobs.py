@@ -162,5 +162,5 @@ def test_unknown_job_is_404(client):
 
 def test_models_describe_sizes_and_classes(client):
     tiny = next(m for m in client.get("/v1/models").json() if m["name"] == "tiny")
-    assert tiny["current"] and tiny["image_size"] == 8 and tiny["size_factor"] == 2
+    assert tiny["current"] and tiny["image_size"] == 8 and tiny["size_factor"] == 2 and tiny["guidance"] == 5.0
     assert tiny["class_names"] == ["circle", "square", "star"] and tiny["conditioning"] == "class"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from unstatic.pipelines.generation import DEFAULT_GUIDANCE
 from unstatic.pipelines.txt2img import TextToImagePipeline
 from unstatic.sampling.from_model import downsampling_factor
 from unstatic.server.errors import ApiError
@@ -26,6 +27,7 @@ class ModelInfo:
     size_factor: int  # width and height must be multiples of this
     class_names: tuple[str, ...]
     channels: int
+    guidance: float  # the model's default guidance scale (the web page's starting value)
 
 
 class ModelRegistry:
@@ -85,7 +87,8 @@ class ModelRegistry:
         pipe = self.pipeline(name)
         spec = pipe.model.spec
         return ModelInfo(pipe.name, self.folders[pipe.name], spec.conditioning, spec.image_size,
-                         downsampling_factor(pipe.model), tuple(spec.class_names), spec.channels)
+                         downsampling_factor(pipe.model), tuple(spec.class_names), spec.channels,
+                         spec.default_guidance or DEFAULT_GUIDANCE)
 
     def is_loaded(self, name: str) -> bool:
         return name in self._pipelines

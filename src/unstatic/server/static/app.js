@@ -46,6 +46,7 @@ async function loadModels(current) {
   if (!model || !model.loaded) return;
   $("width").value = $("height").value = model.image_size;
   $("width").step = $("height").step = model.size_factor;
+  $("cfg").value = model.guidance;
   const hints = { text: "text model: describe the picture",
     class: `class model: the prompt is one of ${model.class_names.join(", ")}`,
     none: "unconditional model: leave the prompt empty" };
