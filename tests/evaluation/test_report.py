@@ -145,7 +145,8 @@ def test_cli_eval_writes_json_that_round_trips(tmp_path):
     assert result.exit_code == 0, result.output
     report = QualityReport.from_dict(json.loads(out.read_text()))
     assert report.format_table() in result.stdout
-    assert report.settings == EvaluationSettings(count=1, steps=2, diversity_prompts=2, seed=3)
+    # the model's default guidance interval (none) recorded in place of "the default"
+    assert report.settings == EvaluationSettings(count=1, steps=2, diversity_prompts=2, seed=3, guidance_interval=())
     assert report.model == "tiny" and report.score("all").total == 4
 
 

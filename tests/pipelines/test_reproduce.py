@@ -16,6 +16,7 @@ def test_a1111_text_to_arguments():
     assert settings_from_infotext(A1111_TEXT) == {
         "prompt": "a cat", "negative_prompt": "ugly, blurry", "num_inference_steps": 20, "guidance_scale": 7.0,
         "seed": 1234, "width": 512, "height": 512, "sampler": "dpmpp_2m", "scheduler": "karras",
+        "guidance_interval": (),  # no "Guidance interval": guided at every step, whatever the model's default
     }
 
 
@@ -48,15 +49,23 @@ def test_unreadable_settings_are_named(setting):
 
 def test_settings_outside_the_pipeline_are_ignored():
     arguments = settings_from_infotext("p\nModel: m, Model hash: 1a, Version: v1.9.0, Clip skip: 2")
-    assert arguments == {"prompt": "p", "negative_prompt": ""}
+    assert arguments == {"prompt": "p", "negative_prompt": "", "guidance_interval": ()}
 
 
-@pytest.mark.parametrize("sampler, scheduler", [("dpmpp_2m", None), ("Euler a", "exponential"),
-                                                ("heun", "sgm_uniform"), ("DPM++ 2M SDE", "polyexponential")])
-def test_the_image_made_again_is_identical(tmp_path, sampler, scheduler):
+def test_a_guidance_interval_is_read_back_and_a_bad_one_named():
+    assert settings_from_infotext("p\nSteps: 2, CFG scale: 4, Guidance interval: 0.28-5.42")["guidance_interval"] == (0.28, 5.42)
+    assert settings_from_infotext("p\nSteps: 2, Seed: 1, Guidance interval: 0.5-inf")["guidance_interval"] == (0.5, float("inf"))
+    with pytest.raises(ValueError, match="setting Guidance interval"):
+        settings_from_infotext("p\nSteps: 2, Seed: 1, Guidance interval: 5-1")
+
+
+@pytest.mark.parametrize("sampler, scheduler, interval", [("dpmpp_2m", None, None), ("Euler a", "exponential", (0.5, 5)),
+                                                          ("heun", "sgm_uniform", ()), ("DPM++ 2M SDE", "polyexponential", None)])
+def test_the_image_made_again_is_identical(tmp_path, sampler, scheduler, interval):
     model = load_diffusion_model(tiny_model_folder(tmp_path / "m"))
-    first = text_to_image(model, "star", negative_prompt="", sampler=sampler, scheduler=scheduler,
+    first = text_to_image(model, "star", negative_prompt="", sampler=sampler, scheduler=scheduler, guidance_interval=interval,
                           num_inference_steps=3, guidance_scale=2.5, seed=41, height=8, width=16)[0]
+    assert ("Guidance interval: 0.5-5," in first.infotext) == (interval == (0.5, 5))
     again = text_to_image(model, **settings_from_infotext(first.infotext))[0]
     assert again.infotext == first.infotext
     assert np.array_equal(np.asarray(again.image), np.asarray(first.image))

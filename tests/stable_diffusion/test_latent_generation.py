@@ -66,6 +66,9 @@ def test_version_1_specs_load_with_pixel_space_defaults():
     assert DiffusionSpec(default_scheduler="DDIM").default_scheduler == "ddim_uniform"  # A1111 names resolve
     with pytest.raises(ValueError, match="default_guidance"):
         DiffusionSpec(default_guidance=0.5)
+    assert DiffusionSpec(default_guidance_interval=[0.28, 5]).default_guidance_interval == (0.28, 5.0)
+    with pytest.raises(ValueError, match="guidance interval"):
+        DiffusionSpec(default_guidance_interval=(5, 1))
 
 
 def test_bf16_weights_computing_in_float32_generate_as_rounded_float32_weights(sd_folders, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from unstatic.cli.app import main
+from unstatic.cli.generate import generation_options
 
 
 @main.command(name="eval", context_settings={"show_default": True})
@@ -16,6 +17,7 @@ from unstatic.cli.app import main
 @click.option("--count", default=100, type=click.IntRange(1, 100_000), help="Prompts per group (one image each).")
 @click.option("--steps", default=20, type=click.IntRange(1, 1000))
 @click.option("--guidance", default=4.0, type=float, help="Classifier-free guidance scale (1 = off).")
+@generation_options("guidance_interval")
 @click.option("--sampler", default="dpmpp_2m", help="Any sampler name or alias (see `unstatic samplers`).")
 @click.option("--scheduler", default=None, help="Sigma spacing; default: the one the sampler name implies, else karras.")
 @click.option("--seed", default=0, type=click.IntRange(0, 2**31), help="Seed of the first image (image i uses seed + i).")

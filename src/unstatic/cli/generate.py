@@ -64,6 +64,18 @@ def _sampler_option(ctx: click.Context, param: click.Parameter, value: str | Non
     return value if value is None else check_sampler(value)
 
 
+def _interval_option(ctx: click.Context, param: click.Parameter, value: tuple[float, float] | None):
+    """A valid (low, high) guidance interval, or None for the model's default."""
+    if value is None:
+        return None
+    from unstatic.models.spec import check_guidance_interval
+
+    try:
+        return check_guidance_interval(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def _scheduler_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A known spacing name, or None for "automatic" (A1111's word for the sampler's own default)."""
     if value is None or value.strip().lower() == "automatic":
@@ -97,6 +109,11 @@ _OPTIONS = {
     "guidance": click.option("--guidance", "guidance_scale", default=None, type=float,
                              help="Classifier-free guidance scale (1 = off); default: the model's own (4 for the "
                                   "bundled model), else 5."),
+    "guidance_interval": click.option(
+        "--guidance-interval", "guidance_interval", default=None, type=(float, float), callback=_interval_option,
+        metavar="LOW HIGH",
+        help="Guide only at noise levels LOW <= sigma <= HIGH, one model call per step elsewhere (Kynkaanniemi et "
+             "al. 2024); '0 inf' guides every step. Default: the model's own (the bundled model: 0.28 5.42), else every step."),
     "negative": click.option("--negative", "negative_prompt", default="", help="Negative prompt (text models)."),
     "width": click.option("--width", default=None, type=click.IntRange(1, 8192),
                           help="Image width in pixels; default: the model's training size."),
@@ -115,7 +132,7 @@ _OPTIONS = {
                                "dtype on GPUs and on CPUs with instructions for it, in float32 (as fast as fp32) on "
                                "CPUs without them."),
 }
-_GENERATION_NAMES = ("model", "sampler", "scheduler", "steps", "seed", "guidance", "negative")
+_GENERATION_NAMES = ("model", "sampler", "scheduler", "steps", "seed", "guidance", "guidance_interval", "negative")
 _GENERATION_OPTIONS = [_OPTIONS[name] for name in _GENERATION_NAMES]
 
 

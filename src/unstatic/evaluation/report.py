@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import torch
@@ -58,6 +58,8 @@ class EvaluationSettings:
     Args:
         count: prompts per group (one image each).
         steps, guidance, sampler, scheduler: the generation settings (``scheduler=None``: the pipeline's default).
+        guidance_interval: ``(low, high)`` noise levels to guide at, ``()`` every step, None the model's default
+            (a report records the interval used).
         seed: seed of the first image (image i of the run uses ``seed + i``).
         batch: images per pipeline call.
         groups: prompt groups, a subset of :data:`~unstatic.evaluation.fidelity.GROUPS`.
@@ -68,6 +70,7 @@ class EvaluationSettings:
     count: int = 100
     steps: int = 20
     guidance: float = 4.0
+    guidance_interval: tuple[float, ...] | None = None
     sampler: str = "dpmpp_2m"
     scheduler: str | None = None
     seed: int = 0
@@ -163,7 +166,8 @@ class QualityReport:
             size += f", area-averaged to the reader's {self.reader_resolution}x{self.reader_resolution}"
         lines = [
             f"{self.model}: {images} images ({size}); {s.sampler}, {s.steps} steps, schedule "
-            f"{s.scheduler or 'default'}, guidance {s.guidance:g}, seed {s.seed}; {self.seconds_per_image:.2f} s/image",
+            f"{s.scheduler or 'default'}, guidance {s.guidance:g}{_interval_label(s.guidance_interval)}, seed {s.seed}; "
+            f"{self.seconds_per_image:.2f} s/image",
             "",
             f"{'prompts':12s} {'matched':>9s} {'fraction':>8s}  {'95% interval':16s} {'ceiling':>7s}",
         ]
@@ -233,6 +237,8 @@ def evaluate_model(
             raise ValueError(f"the reader reads {resolution}x{resolution} images (or multiples, area-averaged); this "
                              f"model makes {spec.image_size}x{spec.image_size}")  # fmt: skip
         pipe.conditioner.prompts([""])  # loads the text encoder (done on first use) before the clock starts
+        if settings.guidance_interval is None:  # record what the model's default is
+            settings = replace(settings, guidance_interval=spec.default_guidance_interval)
     prompts = [(g, c, s) for g in settings.groups for c, s in prompt_set(g, settings.count, settings.world_seed)]
     groups, captions, scenes = (list(column) for column in zip(*prompts))
     texts = [c.text for c in captions]
@@ -263,6 +269,12 @@ def evaluate_model(
     )  # fmt: skip
 
 
+def _interval_label(interval: tuple[float, ...] | None) -> str:
+    if interval is None:
+        return " (the model's interval)"
+    return f" at noise levels {interval[0]:g}-{interval[1]:g}" if interval else ""
+
+
 def _generate(
     pipe: Pipeline, captions: list[str], settings: EvaluationSettings, resolution: int,
     progress: Callable[[int], object] | None,
@@ -272,9 +284,10 @@ def _generate(
     the result does not depend on ``settings.batch``."""
     images, side = [], None
     for start in range(0, len(captions), settings.batch):
+        interval = {} if settings.guidance_interval is None else {"guidance_interval": settings.guidance_interval}
         results = pipe(captions[start : start + settings.batch], num_inference_steps=settings.steps,
                        guidance_scale=settings.guidance, sampler=settings.sampler, scheduler=settings.scheduler,
-                       seed=settings.seed + start)  # fmt: skip
+                       seed=settings.seed + start, **interval)  # fmt: skip
         batch = torch.stack([from_pil(r.image.convert("RGB")) for r in results])
         side = batch.shape[-1]
         images.append(match_resolution(batch, resolution))  # area-averaged now: keeps memory at the reader's size

@@ -7,6 +7,8 @@ wraps the network into the one denoiser interface with exactly the preconditioni
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -19,6 +21,15 @@ from unstatic.denoisers.protocol import Network
 from unstatic.networks.weights import strip_type_and_version
 
 SCHEDULE_KINDS = ("discrete", "edm", "flow")
+
+
+def check_guidance_interval(interval: Sequence[float]) -> tuple[float, float]:
+    """``interval`` as a ``(low, high)`` pair of noise levels with ``0 <= low < high`` (``high`` may be infinite),
+    or a ValueError saying what is wrong with it."""
+    values = tuple(float(v) for v in interval)
+    if len(values) != 2 or not (0 <= values[0] < values[1]) or math.isnan(values[1]):
+        raise ValueError(f"a guidance interval is two noise levels (low, high) with 0 <= low < high, got {tuple(interval)}")
+    return values
 CONDITIONINGS = ("none", "class", "text")
 
 
@@ -74,9 +85,11 @@ class DiffusionSpec:
     checkpoint's own, e.g. ``ddim_uniform`` for SD's leading spacing with ``steps_offset=1``); empty: karras.
     ``default_guidance`` is the classifier-free guidance scale used when a caller names none, for models whose
     measured best differs from the pipelines' general default (``DEFAULT_GUIDANCE`` in
-    :mod:`unstatic.pipelines.generation`); 0: that default.
+    :mod:`unstatic.pipelines.generation`); 0: that default. ``default_guidance_interval`` ``(low, high)`` guides only
+    at noise levels ``low <= sigma <= high`` unless a caller says otherwise (Kynkäänniemi et al. 2024; outside it
+    one call per step instead of two); empty: every step.
 
-    Version 2 added ``latent``, ``clip_skip`` and ``default_scheduler``, version 3 ``default_guidance``; older
+    Version 2 added ``latent``, ``clip_skip`` and ``default_scheduler``, version 3 the two guidance defaults; older
     files load with their defaults (pixel space, clip_skip 1, karras, the general guidance)."""
 
     TYPE: ClassVar[str] = "diffusion"
@@ -96,6 +109,7 @@ class DiffusionSpec:
     clip_skip: int = 1
     default_scheduler: str = ""
     default_guidance: float = 0.0
+    default_guidance_interval: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -115,6 +129,8 @@ class DiffusionSpec:
         if not (self.default_guidance == 0 or self.default_guidance >= 1):
             raise ValueError(f"default_guidance must be at least 1 (1 = no guidance), or 0 for the pipelines' default; "
                              f"got {self.default_guidance}")
+        interval = self.default_guidance_interval
+        object.__setattr__(self, "default_guidance_interval", check_guidance_interval(interval) if interval else ())
 
     @property
     def null_class(self) -> int:

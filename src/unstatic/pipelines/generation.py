@@ -9,6 +9,7 @@ see the network's space: inpainting hands them latents and masks on the latent g
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from unstatic.core.spacings import schedule_label
 from unstatic.imaging import to_pil
 from unstatic.models.conditioning import Conditioner
 from unstatic.models.folder import DiffusionModel
+from unstatic.models.spec import check_guidance_interval
 from unstatic.pipelines.infotext import format_infotext, png_info
 from unstatic.sampling.from_model import downsampling_factor, sample_model
 from unstatic.sampling.progress import Callback
@@ -61,6 +63,7 @@ def run_generation(
     negative_prompt: str = "",
     num_inference_steps: int = 20,
     guidance_scale: float | None = None,
+    guidance_interval: Sequence[float] | None = None,
     sampler: str = "dpmpp_2m",
     scheduler: str | None = None,
     seed: int | None = None,
@@ -75,7 +78,8 @@ def run_generation(
 ) -> tuple[Tensor, list[str], int, dict[str, Any]]:
     """Sample ``init`` edited (``[C, H, W]`` at a size the model takes), or from scratch when it is None (txt2img):
     ``num_images`` per prompt, image i with seed ``seed + i``; ``guidance_scale`` None: the model's default
-    (``spec.default_guidance``), else :data:`DEFAULT_GUIDANCE`. ``edit`` goes to ``sample_model`` (wrappers,
+    (``spec.default_guidance``), else :data:`DEFAULT_GUIDANCE`; ``guidance_interval`` ``(low, high)``: guide only
+    at those noise levels, ``()`` (or ``(0, inf)``): at every step, None: the model's default interval. ``edit`` goes to ``sample_model`` (wrappers,
     resampling, height and width). Returns the images ``[N, C, H, W]``, the prompt of each, the first seed and
     the A1111-style parameters."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -91,10 +95,12 @@ def run_generation(
     scheduler = scheduler or implied or model.spec.default_scheduler or "karras"
     if guidance_scale is None:
         guidance_scale = model.spec.default_guidance or DEFAULT_GUIDANCE
+    interval = _guidance_interval(model.spec.default_guidance_interval if guidance_interval is None else guidance_interval)
     init, edit = _to_model_space(model, init, edit)
     samples = sample_model(
         model, len(rows), sampler=name, steps=num_inference_steps, scheduler=scheduler, seed=seed,
-        guidance_scale=guidance_scale, callback=callback, conditioner=conditioner, init=init, strength=strength,
+        guidance_scale=guidance_scale, guidance_interval=interval, callback=callback, conditioner=conditioner,
+        init=init, strength=strength,
         steps_convention=steps_convention, **_conditions(model, rows, negative_prompt), **edit,
     )
     images = model.decode(samples)
@@ -103,11 +109,22 @@ def run_generation(
         "CFG scale": float(guidance_scale), "Size": f"{images.shape[-1]}x{images.shape[-2]}", "Model hash": model_hash,
         "Model": model_name,
     }
+    if interval is not None and guidance_scale != 1.0:
+        parameters["Guidance interval"] = f"{interval[0]:g}-{interval[1]:g}"
     if init is not None:
         parameters["Denoising strength"] = float(strength)
         if 0 < strength < 1:  # only then does the convention change anything
             parameters["Steps convention"] = steps_convention
     return images, rows, seed, parameters
+
+
+def _guidance_interval(interval: Sequence[float]) -> tuple[float, float] | None:
+    """A guidance interval as ``ClassifierFreeGuidance`` takes it: None for none (empty) or one that holds every
+    noise level, so that guiding everywhere has one form (and no "Guidance interval" in the parameters)."""
+    if not interval:
+        return None
+    low, high = check_guidance_interval(interval)
+    return None if low == 0 and high == math.inf else (low, high)
 
 
 def _to_model_space(model: DiffusionModel, init: Tensor | None, edit: dict[str, Any]) -> tuple[Tensor | None, dict[str, Any]]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from unstatic.core.spacings import resolve_spacing
+from unstatic.models.spec import check_guidance_interval
 from unstatic.pipelines.infotext import parse_infotext
 from unstatic.sampling.registry import resolve_sampler
 
@@ -19,12 +20,13 @@ _AUTOMATIC = "automatic"
 
 def settings_from_infotext(text: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``text_to_image`` keyword arguments (``prompt``, ``negative_prompt``, ``num_inference_steps``,
-    ``guidance_scale``, ``sampler``, ``scheduler``, ``seed``, ``width``, ``height``) from a parameters text.
+    ``guidance_scale``, ``guidance_interval``, ``sampler``, ``scheduler``, ``seed``, ``width``, ``height``) from a parameters text.
 
     Only what the text holds is returned; other settings (``Model``, ``Model hash``, ``Version``, ...) are
     not arguments and are ignored. ``overrides`` (the same argument names) win over the text, and the text's
     value for an overridden argument is not even read, so an image from a sampler we lack can still be
-    re-made with one we have. Raises ValueError naming the setting that cannot be read.
+    re-made with one we have. An image without a "Guidance interval" was guided at every step
+    (``guidance_interval=()``, whatever the model's default). Raises ValueError naming the setting that cannot be read.
     """
     overrides = dict(overrides or {})
     prompt, negative_prompt, settings = parse_infotext(text)
@@ -42,6 +44,7 @@ def settings_from_infotext(text: str, overrides: Mapping[str, Any] | None = None
             if name == "scheduler" and value is None and "scheduler" in arguments:
                 continue
             arguments[name] = value
+    arguments.setdefault("guidance_interval", ())
     return {**arguments, **overrides}
 
 
@@ -57,6 +60,11 @@ def _sampler(value: str) -> dict[str, Any]:
     return {"sampler": name, **({"scheduler": implied} if implied else {})}
 
 
+def _guidance_interval(value: str) -> dict[str, tuple[float, float]]:
+    low, _, high = value.partition("-")  # "LOW-HIGH", as run_generation writes it (both non-negative)
+    return {"guidance_interval": check_guidance_interval((float(low), float(high)))}
+
+
 def _scheduler(value: str) -> dict[str, str | None]:
     return {"scheduler": None if value.strip().lower() == _AUTOMATIC else resolve_spacing(value)}
 
@@ -66,6 +74,7 @@ def _scheduler(value: str) -> dict[str, str | None]:
 _READERS = {
     "Steps": (("num_inference_steps",), lambda v: {"num_inference_steps": int(v)}),
     "CFG scale": (("guidance_scale",), lambda v: {"guidance_scale": float(v)}),
+    "Guidance interval": (("guidance_interval",), _guidance_interval),
     "Seed": (("seed",), lambda v: {"seed": int(v)}),
     "Size": (("width", "height"), _size),
     "Sampler": (("sampler",), _sampler),

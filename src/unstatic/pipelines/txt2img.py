@@ -29,6 +29,7 @@ def text_to_image(
     negative_prompt: str = "",
     num_inference_steps: int = 20,
     guidance_scale: float | None = None,
+    guidance_interval: Sequence[float] | None = None,
     sampler: str = "dpmpp_2m",
     scheduler: str | None = None,
     seed: int | None = None,
@@ -42,10 +43,11 @@ def text_to_image(
 ) -> list[GeneratedImage]:
     """Generate ``num_images`` images per prompt. Image i of the batch uses seed ``seed + i`` (a random seed
     when ``seed`` is None), so any image can be made again alone. Class models take class names or numbers
-    as prompts; unconditional models take ``""``. ``guidance_scale`` None: the model's own default, else 5."""
+    as prompts; unconditional models take ``""``. ``guidance_scale`` and
+    ``guidance_interval`` None: the model's own defaults (see :func:`~unstatic.pipelines.generation.run_generation`)."""
     images, rows, seed, parameters = run_generation(
         model, None, prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale, sampler=sampler, scheduler=scheduler, seed=seed, num_images=num_images,
+        guidance_scale=guidance_scale, guidance_interval=guidance_interval, sampler=sampler, scheduler=scheduler, seed=seed, num_images=num_images,
         callback=callback, conditioner=conditioner, model_name=model_name, model_hash=model_hash,
         height=height, width=width,
     )

@@ -66,6 +66,7 @@ def sample_model(
     prompts: Sequence[str] | None = None,
     negative_prompt: str = "",
     guidance_scale: float = 1.0,
+    guidance_interval: tuple[float, float] | None = None,
     callback: Callback | None = None,
     conditioner: Conditioner | None = None,
     height: int | None = None,
@@ -80,7 +81,9 @@ def sample_model(
 ) -> Tensor:
     """``count`` images ``[count, C, H, W]`` in the data range ([-1, 1]); image i starts from seed ``seed + i``,
     so it does not depend on ``count``. Class models take ``labels``, text models ``prompts`` (and a
-    ``negative_prompt``); ``guidance_scale`` > 1 adds classifier-free guidance. Pass a ``conditioner`` to reuse
+    ``negative_prompt``); ``guidance_scale`` > 1 adds classifier-free guidance, at the noise levels of
+    ``guidance_interval`` only if given (:class:`~unstatic.sampling.guidance.ClassifierFreeGuidance`'s
+    ``sigma_interval``). Pass a ``conditioner`` to reuse
     a loaded text encoder across calls. ``height``/``width`` default to the training resolution; U-Nets are
     convolutional, so other sizes divisible by the down-sampling factor work too (quality may drop).
 
@@ -127,7 +130,8 @@ def sample_model(
     network = model.network if wrap_network is None else wrap_network(model.network)
     denoiser = spec.denoiser(network)
     if cond is not None and guidance_scale != 1.0:
-        denoiser, cond = ClassifierFreeGuidance(denoiser, cond, uncond, guidance_scale), None
+        denoiser = ClassifierFreeGuidance(denoiser, cond, uncond, guidance_scale, sigma_interval=guidance_interval)
+        cond = None
     if wrap_denoiser is not None:
         denoiser = wrap_denoiser(denoiser)
     x = sample_resampled(SAMPLERS[name].fn, denoiser, x, sigmas, jumps=jumps, jump_length=jump_length, cond=cond,
