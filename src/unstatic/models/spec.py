@@ -21,6 +21,7 @@ from unstatic.denoisers.protocol import Network
 from unstatic.networks.weights import strip_type_and_version
 
 SCHEDULE_KINDS = ("discrete", "edm", "flow")
+CONDITIONINGS = ("none", "class", "text")
 
 
 def check_guidance_interval(interval: Sequence[float]) -> tuple[float, float]:
@@ -30,7 +31,6 @@ def check_guidance_interval(interval: Sequence[float]) -> tuple[float, float]:
     if len(values) != 2 or not (0 <= values[0] < values[1]) or math.isnan(values[1]):
         raise ValueError(f"a guidance interval is two noise levels (low, high) with 0 <= low < high, got {tuple(interval)}")
     return values
-CONDITIONINGS = ("none", "class", "text")
 
 
 @dataclass(frozen=True)

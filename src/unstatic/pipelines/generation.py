@@ -79,8 +79,8 @@ def run_generation(
     """Sample ``init`` edited (``[C, H, W]`` at a size the model takes), or from scratch when it is None (txt2img):
     ``num_images`` per prompt, image i with seed ``seed + i``; ``guidance_scale`` None: the model's default
     (``spec.default_guidance``), else :data:`DEFAULT_GUIDANCE`; ``guidance_interval`` ``(low, high)``: guide only
-    at those noise levels, ``()`` (or ``(0, inf)``): at every step, None: the model's default interval. ``edit`` goes to ``sample_model`` (wrappers,
-    resampling, height and width). Returns the images ``[N, C, H, W]``, the prompt of each, the first seed and
+    at those noise levels, ``()`` (or ``(0, inf)``): at every step, None: the model's default interval. ``edit``
+    goes to ``sample_model`` (wrappers, resampling, height and width). Returns the images ``[N, C, H, W]``, the prompt of each, the first seed and
     the A1111-style parameters."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not prompts:
@@ -95,7 +95,9 @@ def run_generation(
     scheduler = scheduler or implied or model.spec.default_scheduler or "karras"
     if guidance_scale is None:
         guidance_scale = model.spec.default_guidance or DEFAULT_GUIDANCE
-    interval = _guidance_interval(model.spec.default_guidance_interval if guidance_interval is None else guidance_interval)
+    if guidance_interval is None:
+        guidance_interval = model.spec.default_guidance_interval
+    interval = _guidance_interval(guidance_interval)
     init, edit = _to_model_space(model, init, edit)
     samples = sample_model(
         model, len(rows), sampler=name, steps=num_inference_steps, scheduler=scheduler, seed=seed,
