@@ -63,7 +63,7 @@ def emulates(dtype: torch.dtype) -> bool:
 
 def warn_if_bf16_is_emulated(device: torch.device | str, what: str) -> bool:
     """Warn (and return True) when ``what`` is about to run in bf16 on a CPU without bf16 instructions."""
-    if torch.device(device).type != "cpu" or native_bf16() is not False:
+    if torch.device(device).type != "cpu" or not emulates(torch.bfloat16):
         return False
     warnings.warn(f"{what} runs in bf16, but this CPU has no bf16 instructions: PyTorch emulates them, several "
                   "times slower than float32 here. Use float32 (fp32) on this machine.", stacklevel=3)

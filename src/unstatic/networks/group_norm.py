@@ -107,12 +107,11 @@ group_norm_op.register_autograd(_group_norm_gradients, setup_context=_save_for_b
 
 def group_norm(x: Tensor, norm: nn.GroupNorm, silu: bool = False) -> Tensor:
     """``norm(x)``, or ``silu(norm(x))`` with ``silu``: on the C kernel where it applies, else PyTorch's."""
+    training = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad or norm.bias.requires_grad)
     if _kernel_applies(x, norm) and kernels_available():
         # under autocast the kernel's float32 in and out is what autocast gives GroupNorm anyway
         args = (x, norm.weight.contiguous(), norm.bias.contiguous(), norm.num_groups, norm.eps, silu)
-        training = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad or norm.bias.requires_grad)
         return (group_norm_op if training or torch.compiler.is_compiling() else _forward)(*args)[0]
-    training = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad)
     if training and x.device.type == "cpu" and x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(
             memory_format=torch.channels_last):
         # PyTorch's CPU GroupNorm backward is several times slower on channels-last maps: run it in NCHW, for two

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unstatic.networks.cpu_kernel import native_library
+from unstatic.networks.cpu_kernel import kernels_available
 
 NETWORK_MEMORY_FORMAT = torch.channels_last
 
@@ -59,6 +59,6 @@ def training_format(device: torch.device, bf16: bool) -> torch.memory_format:
     channels-last maps, so without the kernel, and under bf16 autocast (its GroupNorm inputs are bf16, which the
     kernel does not take), NCHW wins: a bf16 step was 0.69x channels-last vs 1.01x NCHW without attention (0.81x
     vs 0.95x with it)."""
-    if device.type == "cpu" and not bf16 and native_library() is not None:
+    if device.type == "cpu" and not bf16 and kernels_available():
         return torch.channels_last
     return torch.contiguous_format

@@ -20,13 +20,15 @@ _AUTOMATIC = "automatic"
 
 def settings_from_infotext(text: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``text_to_image`` keyword arguments (``prompt``, ``negative_prompt``, ``num_inference_steps``,
-    ``guidance_scale``, ``guidance_interval``, ``sampler``, ``scheduler``, ``seed``, ``width``, ``height``) from a parameters text.
+    ``guidance_scale``, ``guidance_interval``, ``sampler``, ``scheduler``, ``seed``, ``width``, ``height``) from a
+    parameters text.
 
     Only what the text holds is returned; other settings (``Model``, ``Model hash``, ``Version``, ...) are
     not arguments and are ignored. ``overrides`` (the same argument names) win over the text, and the text's
     value for an overridden argument is not even read, so an image from a sampler we lack can still be
     re-made with one we have. An image without a "Guidance interval" was guided at every step
-    (``guidance_interval=()``, whatever the model's default). Raises ValueError naming the setting that cannot be read.
+    (``guidance_interval=()``, whatever the model's default). Raises ValueError naming the setting that cannot
+    be read.
     """
     overrides = dict(overrides or {})
     prompt, negative_prompt, settings = parse_infotext(text)

@@ -83,8 +83,7 @@ def sample_model(
     so it does not depend on ``count``. Class models take ``labels``, text models ``prompts`` (and a
     ``negative_prompt``); ``guidance_scale`` > 1 adds classifier-free guidance, at the noise levels of
     ``guidance_interval`` only if given (:class:`~unstatic.sampling.guidance.ClassifierFreeGuidance`'s
-    ``sigma_interval``). Pass a ``conditioner`` to reuse
-    a loaded text encoder across calls. ``height``/``width`` default to the training resolution; U-Nets are
+    ``sigma_interval``). Pass a ``conditioner`` to reuse a loaded text encoder across calls. ``height``/``width`` default to the training resolution; U-Nets are
     convolutional, so other sizes divisible by the down-sampling factor work too (quality may drop).
 
     Latent models (``spec.latent``) are sampled in latent space: ``init``, ``height`` and ``width`` are the
